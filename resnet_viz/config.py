@@ -1,0 +1,161 @@
+"""Configurations, each one dataclass passed whole (nanoGPT style). Validation lives here so the CLI, the app and the
+trainer all reject a bad choice with the same student-readable message."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import ConfigError
+
+FAMILIES = ("cifar", "imagenet")
+SHORTCUTS = ("A", "B", "C")
+STEMS = ("cifar", "imagenet")
+SCHEDULES = ("step", "onecycle", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
+# Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
+PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+PAPER_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+
+
+def _cifar_depths_hint(depth: int) -> str:
+    lower = max(8, (depth - 2) // 6 * 6 + 2)
+    return f"{lower} or {lower + 6}" if lower != depth else str(depth)
+
+
+@dataclass
+class ModelConfig:
+    family: str = "cifar"  # "cifar": paper §4.2, depth 6n+2; "imagenet": ResNet-18/34/50/101/152 layout
+    depth: int = 20
+    residual: bool = True  # False builds the plain twin: the same layers without the shortcuts
+    shortcut: str | None = None  # "A" zero-pad identity, "B" projection where the shape changes, "C" projection everywhere
+    batchnorm: bool = True
+    width: float = 1.0  # channel multiplier (16/32/64 x width for cifar, 64..512 x width for imagenet)
+    stem: str | None = None  # imagenet family only: "imagenet" (7x7/2 conv + max-pool) or "cifar" (3x3/1, no pool)
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        # Resolve the per-family defaults here so a saved config always says what was actually built.
+        if self.shortcut is None:
+            self.shortcut = "A" if self.family == "cifar" else "B"
+        if self.stem is None:
+            self.stem = "cifar" if self.family == "cifar" else "imagenet"
+
+    def validate(self) -> "ModelConfig":
+        if self.family not in FAMILIES:
+            raise ConfigError(f"Unknown model family {self.family!r}: choose 'cifar' (the paper's 6n+2 CIFAR nets) "
+                              f"or 'imagenet' (ResNet-18/34/50/101/152).")
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool):
+            raise ConfigError(f"Depth must be a whole number, got {self.depth!r}.")
+        if self.family == "cifar":
+            if self.depth < 8 or (self.depth - 2) % 6 != 0:
+                raise ConfigError(
+                    f"A CIFAR ResNet has depth 6n+2 with n ≥ 1 (three stages of n blocks of two 3×3 convs, plus the "
+                    f"first conv and the classifier): 8, 14, 20, 32, 44, 56, 110, 1202 … — {self.depth} is not one "
+                    f"of them. Try {_cifar_depths_hint(self.depth)}.")
+        elif self.depth not in IMAGENET_DEPTHS:
+            raise ConfigError(f"ImageNet-style ResNets come in depths {', '.join(map(str, IMAGENET_DEPTHS))}; "
+                              f"{self.depth} is not one of them.")
+        if self.shortcut not in SHORTCUTS:
+            raise ConfigError(f"Unknown shortcut option {self.shortcut!r}: the paper defines A (zero-padding identity, "
+                              f"no parameters), B (projection only where the shape changes) and C (projection "
+                              f"everywhere).")
+        if self.stem not in STEMS:
+            raise ConfigError(f"Unknown stem {self.stem!r}: choose 'imagenet' (7×7 stride-2 conv + max-pool) or "
+                              f"'cifar' (3×3 stride-1 conv, for 32×32 images).")
+        if self.family == "cifar" and self.stem != "cifar":
+            raise ConfigError("The CIFAR family always uses the 3×3 CIFAR stem; the 'imagenet' stem belongs to the "
+                              "imagenet family.")
+        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0:
+            raise ConfigError(f"Width must be a positive multiplier of the channel counts (1 = the paper's "
+                              f"16/32/64 filters), got {self.width!r}.")
+        if round(16 * self.width) < 1:
+            raise ConfigError(f"Width {self.width} leaves the first stage with no channels; use at least 1/16.")
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ConfigError(f"A classifier needs at least 2 classes, got {self.num_classes!r}.")
+        return self
+
+    @property
+    def name(self) -> str:
+        """Short label used in charts: 'plain-56', 'resnet-56', 'resnet-50 (B)' …"""
+        kind = "resnet" if self.residual else "plain"
+        label = f"{kind}-{self.depth}"
+        default_shortcut = "A" if self.family == "cifar" else "B"
+        extras = []
+        if self.residual and self.shortcut != default_shortcut:
+            extras.append(f"shortcut {self.shortcut}")
+        if not self.batchnorm:
+            extras.append("no BN")
+        if self.width != 1:
+            extras.append(f"width ×{self.width:g}")
+        if self.family == "imagenet" and self.stem == "cifar":
+            extras.append("CIFAR stem")
+        return label + (f" ({', '.join(extras)})" if extras else "")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 2.0
+    subset: int | None = None  # stratified subset of the training set; None = all of it
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"  # the paper's /10 at 50% and 75% of the run (32k and 48k of 64k iterations)
+    warmup_steps: int = 0  # steps at lr/10 first, as the paper does for ResNet-110
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 0  # steps between evaluations; 0 = about 20 evaluations per run
+    eval_images: int = 1000  # fixed, stratified evaluation subsets of the train and the test set
+    record_grad_norms: bool = True
+    grad_norm_every: int = 1
+    flush_every: int = 25  # steps between host syncs for progress and metric flushes
+    max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
+
+    def validate(self) -> "TrainConfig":
+        if not self.epochs > 0:
+            raise ConfigError(f"Epochs must be positive, got {self.epochs!r}.")
+        if self.subset is not None and self.subset < 10:
+            raise ConfigError(f"A subset needs at least 10 images (one per class), got {self.subset}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"Batch size must be a positive whole number, got {self.batch_size!r}.")
+        if not self.lr > 0:
+            raise ConfigError(f"The learning rate must be positive, got {self.lr!r}.")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"Momentum must be in [0, 1), got {self.momentum!r}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"Weight decay cannot be negative, got {self.weight_decay!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"Unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}.")
+        if self.device not in DEVICES:
+            raise ConfigError(f"Unknown device {self.device!r}: choose one of {', '.join(DEVICES)}.")
+        if self.warmup_steps < 0 or self.eval_every < 0 or self.grad_norm_every < 1 or self.flush_every < 1:
+            raise ConfigError("warmup_steps and eval_every must be ≥ 0; grad_norm_every and flush_every ≥ 1.")
+        if self.eval_images < 10:
+            raise ConfigError(f"Evaluate on at least 10 images, got {self.eval_images}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be ≥ 1, got {self.max_steps}.")
+        return self
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_dir: str | None = None  # None = $RESNET_VIZ_DATA or the default download folder
+    name: str | None = None
+
+    def validate(self) -> "RunConfig":
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        def pick(dc, values):  # ignore unknown keys so configs written by newer versions still load
+            names = {f.name for f in fields(dc)}
+            return dc(**{k: v for k, v in (values or {}).items() if k in names})
+        return cls(model=pick(ModelConfig, d.get("model")), train=pick(TrainConfig, d.get("train")),
+                   data_dir=d.get("data_dir"), name=d.get("name"))

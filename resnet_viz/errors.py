@@ -1,0 +1,21 @@
+"""The error types a user can meet. Each carries a message meant to be read by a student, not a stack trace."""
+
+
+class ResnetVizError(Exception):
+    """Base class: anything the CLI or the app should show as a plain message rather than a traceback."""
+
+
+class ConfigError(ResnetVizError, ValueError):
+    """A model or training configuration that cannot be built or run (bad depth, width, family, shortcut, memory)."""
+
+
+class DataError(ResnetVizError, RuntimeError):
+    """CIFAR-10 cannot be found, downloaded or read."""
+
+
+class ImageError(ResnetVizError, ValueError):
+    """An uploaded file that is not a usable image."""
+
+
+class RunStoreError(ResnetVizError, RuntimeError):
+    """A run that does not exist or cannot be read."""
