@@ -1,0 +1,150 @@
+"""Training throughput: resnet_viz's trainer vs a loop written the ordinary way, same model, batch and device.
+
+    python benchmarks/train_throughput.py [--depths 20 56 110] [--steps 20] [--warmup 5] [--data DIR]
+
+For each plain/residual depth it measures images/second of
+  * ours+grads  — resnet_viz.trainer.Trainer with per-step gradient-norm recording (the default),
+  * ours        — the same trainer with recording off,
+  * reference   — a torchvision CIFAR10-style Dataset (PIL images, CPU transforms) + DataLoader, fp32,
+                  `loss.item()` every step, as most tutorials write it,
+and prints the ratios. Data: the JPEG copy of CIFAR-10 in ../shared/data when present (unpacked to a cache folder),
+otherwise --data, otherwise random images (said clearly in the output).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from resnet_viz.data import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10  # noqa: E402
+from resnet_viz.models import build_model  # noqa: E402
+from resnet_viz.trainer import Trainer, describe_device, resolve_device  # noqa: E402
+
+SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+UNPACKED = Path(os.environ.get("RESNET_VIZ_BENCH_DATA", Path.home() / ".cache" / "resnet_viz" / "cifar10-jpeg"))
+
+
+def find_data(explicit: str | None) -> tuple[Cifar10Tensors, str]:
+    if explicit:
+        return load_cifar10(explicit, download=False), explicit
+    if SHARED_ARCHIVE.is_file():
+        if not (UNPACKED / "cifar10-jpeg" / "train").is_dir() and not (UNPACKED / "train").is_dir():
+            print(f"unpacking {SHARED_ARCHIVE} to {UNPACKED} …", file=sys.stderr)
+            UNPACKED.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(SHARED_ARCHIVE) as tar:
+                tar.extractall(UNPACKED, filter="data")
+        return load_cifar10(UNPACKED, download=False), "CIFAR-10 (JPEG copy)"
+    print("NOTE: no CIFAR-10 found (../shared/data/cifar10-jpeg.tar.gz absent, no --data): using random images; "
+          "throughput is still meaningful, accuracy is not.", file=sys.stderr)
+    g = torch.Generator().manual_seed(0)
+    n = 10_000
+    return Cifar10Tensors(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                          torch.arange(n) % 10, torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8,
+                                                              generator=g), torch.arange(1000) % 10,
+                          tuple(str(i) for i in range(10)), "random"), "random images"
+
+
+def bench_ours(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int, grads: bool) -> float:
+    marks: list[tuple[int, float]] = []
+    total = warmup + steps
+    train = TrainConfig(epochs=1000, batch_size=batch, max_steps=total, device=device, eval_every=10**9,
+                        eval_images=10, record_grad_norms=grads, flush_every=warmup)
+    run = RunConfig(model=cfg, train=train)
+
+    def on_progress(p):
+        if p.step >= warmup and (not marks or marks[-1][0] != p.step):
+            marks.append((p.step, time.perf_counter()))
+
+    Trainer(run, data=data, save=False, on_progress=on_progress).run()
+    end = next(m for m in marks if m[0] == total)
+    start = marks[0]
+    return (end[0] - start[0]) * batch / (end[1] - start[1])
+
+
+class Cifar10Style(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does: HWC uint8 arrays in memory, a PIL image per item, CPU transforms."""
+
+    def __init__(self, images_nchw: torch.Tensor, labels: torch.Tensor, transform):
+        self.data = images_nchw.permute(0, 2, 3, 1).numpy()
+        self.targets = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def bench_reference(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int) -> float:
+    import torchvision.transforms as T
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    model = build_model(cfg).to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    loader = torch.utils.data.DataLoader(Cifar10Style(data.train_images, data.train_labels, transform),
+                                         batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=min(4, os.cpu_count() or 1), pin_memory=dev.type == "cuda",
+                                         persistent_workers=True)
+    done, t0 = 0, None
+    while done < warmup + steps:
+        for x, y in loader:
+            if done == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()  # the usual running-loss bookkeeping: a host sync every step
+            done += 1
+            if done == warmup + steps:
+                break
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", default=None)
+    args = p.parse_args()
+    data, data_name = find_data(args.data)
+    dev = resolve_device(args.device)
+    print(f"# {time.strftime('%Y-%m-%d')} · {describe_device(dev)} · {platform.processor() or platform.machine()} · "
+          f"torch {torch.__version__} · batch {args.batch_size} · {args.steps} timed steps after {args.warmup} "
+          f"warm-up · data: {data_name}")
+    print("| model | ours+grads img/s | ours img/s | reference img/s | ours+grads / reference | "
+          "grad-recording cost |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for depth in args.depths:
+        for residual in (False, True):
+            cfg = ModelConfig(depth=depth, residual=residual)
+            with_grads = bench_ours(cfg, data, args.device, args.batch_size, args.warmup, args.steps, True)
+            without = bench_ours(cfg, data, args.device, args.batch_size, args.warmup, args.steps, False)
+            ref = bench_reference(cfg, data, args.device, args.batch_size, args.warmup, args.steps)
+            cost = 1 - with_grads / without
+            print(f"| {cfg.name} | {with_grads:,.0f} | {without:,.0f} | {ref:,.0f} | {with_grads / ref:.2f}× | "
+                  f"{100 * cost:+.1f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

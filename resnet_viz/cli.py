@@ -1,0 +1,242 @@
+"""Command-line interface: `python -m resnet_viz train|sweep|list|export|delete|summary`."""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import signal
+import sys
+import threading
+import warnings
+
+from .config import DEVICES, FAMILIES, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig, TrainConfig
+from .errors import ResnetVizError
+
+
+def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
+    g = p.add_argument_group("model")
+    many = {"nargs": "+"} if sweep else {}
+    g.add_argument("--family", choices=FAMILIES, default="cifar",
+                   help="cifar: the paper's 6n+2 nets; imagenet: ResNet-18/34/50/101/152 (default: cifar)")
+    g.add_argument("--arch", choices=("plain", "residual"), default=["residual"] if sweep else "residual",
+                   help="plain twin or residual net" + (" (several allowed)" if sweep else ""), **many)
+    g.add_argument("--depth", type=int, default=[20] if sweep else 20, help="6n+2 for cifar (20, 32, 44, 56, 110, "
+                   "1202 …); 18/34/50/101/152 for imagenet" + (" (several allowed)" if sweep else ""), **many)
+    g.add_argument("--shortcut", choices=SHORTCUTS, default=None,
+                   help="A zero-pad identity (cifar default), B projection where shapes change (imagenet default), "
+                        "C projection everywhere")
+    g.add_argument("--no-bn", action="store_true", help="build without BatchNorm")
+    g.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1 = 16/32/64)")
+    g.add_argument("--stem", choices=STEMS, default=None,
+                   help="imagenet family: 'imagenet' 7x7/2 + max-pool (default) or 'cifar' 3x3/1 for 32x32 images")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    d = TrainConfig()
+    g.add_argument("--epochs", type=float, default=d.epochs, help=f"(default {d.epochs:g})")
+    g.add_argument("--subset", type=int, default=None, help="train on a stratified subset of K images")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default {d.batch_size})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="step: the paper's /10 at 50%% and 75%% of the run; onecycle/cosine suit brief runs")
+    g.add_argument("--warmup", type=int, default=0, dest="warmup_steps", help="steps at lr/10 first (paper: "
+                   "ResNet-110)")
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", choices=DEVICES, default="auto")
+    g.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: 20 per run)")
+    g.add_argument("--eval-images", type=int, default=d.eval_images)
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    g.add_argument("--grad-norm-every", type=int, default=1, help="record gradient norms every N steps")
+    g.add_argument("--no-grad-norms", action="store_true", help="do not record gradient norms")
+    g.add_argument("--name", default=None, help="a name for the run (sweep: a prefix)")
+    g.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m resnet_viz", description="Train plain nets and their ResNet "
+                                     "twins on CIFAR-10 and record how their gradients flow.")
+    parser.add_argument("--runs", default=None, help="run store folder (default: $RESNET_VIZ_RUNS or ./runs)")
+    parser.add_argument("--data", default=None, help="CIFAR-10 folder: python batches or train/<class>, "
+                        "test/<class> images (default: $RESNET_VIZ_DATA or ~/.cache/resnet_viz/data, downloaded "
+                        "there if missing)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one model")
+    _model_args(t, sweep=False)
+    _train_args(t)
+    s = sub.add_parser("sweep", help="train every combination of --arch and --depth, one after another")
+    _model_args(s, sweep=True)
+    _train_args(s)
+    ls = sub.add_parser("list", help="list the runs in the store")
+    ls.add_argument("--json", action="store_true", help="print a JSON array, one object per run")
+    ex = sub.add_parser("export", help="write a run's metrics as CSV or JSON")
+    ex.add_argument("run_id")
+    ex.add_argument("--format", choices=("csv", "json"), default="csv")
+    ex.add_argument("-o", "--output", default=None, help="file to write (default: standard output)")
+    de = sub.add_parser("delete", help="delete a run")
+    de.add_argument("run_id")
+    de.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    su = sub.add_parser("summary", help="print a model's per-layer summary")
+    _model_args(su, sweep=False)
+    su.add_argument("--input-size", type=int, default=None)
+    return parser
+
+
+def _model_config(args, arch: str, depth: int) -> ModelConfig:
+    return ModelConfig(family=args.family, depth=depth, residual=arch == "residual", shortcut=args.shortcut,
+                       batchnorm=not args.no_bn, width=args.width, stem=args.stem)
+
+
+def _train_config(args) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=args.lr,
+                       schedule=args.schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
+                       weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+                       eval_every=args.eval_every, eval_images=args.eval_images, max_steps=args.max_steps,
+                       grad_norm_every=args.grad_norm_every, record_grad_norms=not args.no_grad_norms)
+
+
+def _run_training(args, configs: list[RunConfig]) -> int:
+    from tqdm import tqdm
+
+    from .data import load_cifar10
+    from .store import RunStore
+    from .trainer import Trainer
+    for c in configs:  # fail on a bad config before spending minutes on the first run
+        c.validate()
+    store = RunStore(args.runs)
+    data = load_cifar10(args.data, download=not args.no_download)
+    print(f"data: {data.source}", file=sys.stderr)
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort) …", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
+    results = []
+    try:
+        for config in configs:
+            if stop.is_set():
+                break
+            bar = tqdm(total=1, desc=config.name, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+            def on_progress(p, bar=bar):
+                bar.total = p.total_steps
+                bar.n = p.step
+                post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+                if p.test_error is not None:
+                    post["test err"] = f"{100 * p.test_error:.1f}%"
+                bar.set_postfix(post, refresh=False)
+                bar.refresh()
+
+            result = Trainer(config, data=data, store=store, on_progress=on_progress, stop_event=stop).run()
+            bar.close()
+            results.append(result)
+            summary = store.get(result.run_id).summary()
+            print(f"{config.name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
+                  f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
+                  f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return 0 if all(r.status in ("finished", "stopped") for r in results) else 1
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def cmd_list(args) -> int:
+    from .store import RunStore
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = RunStore(args.runs).list()
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    summaries = []
+    for run in runs:
+        try:
+            summaries.append(run.summary())
+        except ResnetVizError as e:
+            print(f"warning: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return 0
+    if not summaries:
+        print(f"no runs in {RunStore(args.runs).root}")
+        return 0
+    header = f"{'id':<44} {'model':<22} {'status':<11} {'steps':>7} {'train loss':>10} {'train err':>9} " \
+             f"{'test err':>8}"
+    print(header)
+    for s in summaries:
+        print(f"{s['id']:<44} {s['label']:<22} {s['status']:<11} {s['steps_done']:>7} "
+              f"{_num(s['final_train_loss']):>10} {_pct(s['final_train_error']):>9} {_pct(s['final_test_error']):>8}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .models import human_count, model_summary
+    s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
+    print(f"{s['config'].name}: {human_count(s['total_params'])} parameters, {human_count(s['total_flops'])} FLOPs "
+          f"at {s['input_size']}×{s['input_size']}, {s['weight_layers']} weight layers")
+    for r in s["layers"]:
+        shape = "×".join(map(str, r["output_shape"]))
+        print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {human_count(r['flops']):>9}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            config = RunConfig(model=_model_config(args, args.arch, args.depth), train=_train_config(args),
+                               data_dir=args.data, name=args.name)
+            return _run_training(args, [config])
+        if args.command == "sweep":
+            configs = []
+            for arch, depth in itertools.product(args.arch, args.depth):
+                model = _model_config(args, arch, depth)
+                name = f"{args.name}-{model.name}" if args.name else None
+                configs.append(RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=name))
+            return _run_training(args, configs)
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "export":
+            from .store import RunStore
+            text = RunStore(args.runs).export(args.run_id, args.format)
+            if args.output:
+                with open(args.output, "w", encoding="utf-8") as f:
+                    f.write(text)
+            else:
+                sys.stdout.write(text)
+            return 0
+        if args.command == "delete":
+            from .store import RunStore
+            store = RunStore(args.runs)
+            run = store.get(args.run_id)
+            if not args.yes:
+                answer = input(f"Delete run {run.id} ({run.label}, {run.state})? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    print("not deleted")
+                    return 1
+            store.delete(run.id)
+            print(f"deleted {run.id}")
+            return 0
+        if args.command == "summary":
+            return cmd_summary(args)
+    except ResnetVizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,153 @@
+"""The instrumented trainer on tiny in-memory data: recorded numbers, determinism, stop, divergence."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.data import Cifar10Tensors, augment_batch, normalize
+from resnet_viz.errors import ConfigError
+from resnet_viz.models import build_model, weight_layers
+from resnet_viz.store import RunStore
+from resnet_viz.trainer import Trainer, lr_at
+
+TINY_MODEL = ModelConfig(depth=8, width=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 10
+    # Class-dependent brightness so there is something to learn.
+    images = (torch.rand(200, 3, 32, 32, generator=g) * 120 + labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
+    test_labels = torch.arange(50) % 10
+    test = (torch.rand(50, 3, 32, 32, generator=g) * 120 + test_labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
+    return Cifar10Tensors(images, labels, test, test_labels, tuple(str(i) for i in range(10)), "tiny in-memory")
+
+
+def tiny_config(**train) -> RunConfig:
+    defaults = dict(epochs=2, batch_size=32, eval_images=20, device="cpu", flush_every=4, seed=3)
+    defaults.update(train)
+    return RunConfig(model=TINY_MODEL, train=TrainConfig(**defaults))
+
+
+def test_records_every_step_and_eval(tiny_data, tmp_path):
+    store = RunStore(tmp_path)
+    result = Trainer(tiny_config(), data=tiny_data, store=store).run()
+    m = result.metrics
+    steps = 2 * (200 // 32)
+    assert result.status == "finished" and result.steps == steps
+    assert m["loss"].shape == (steps,) and np.isfinite(m["loss"]).all()
+    assert m["grad_norms"].shape == (steps, len(result.layer_names))
+    assert (m["grad_norms"] > 0).all()
+    assert m["grad_norm_step"][0] == 0  # step 0: the gradient at initialisation, before any update
+    assert m["eval_step"][0] == 0 and m["eval_step"][-1] == steps
+    assert ((0 <= m["test_error"]) & (m["test_error"] <= 1)).all()
+    assert result.layer_names[0] == "stem.conv" and result.layer_names[-1] == "fc"
+    run = store.get(result.run_id)
+    assert run.state == "finished" and run.has_checkpoint
+    np.testing.assert_array_equal(run.metrics["grad_norms"], m["grad_norms"])
+    model = store.load_model(result.run_id)
+    for (name, a), b in zip(result.model.state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_recorded_grad_norms_equal_direct_computation(tiny_data):
+    """Replay the first step by hand with the same seed and data order; compare each layer's norm."""
+    cfg = tiny_config(max_steps=1, record_grad_norms=True)
+    result = Trainer(cfg, data=tiny_data, save=False).run()
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).train()
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    perm = torch.randperm(200, generator=gen)
+    idx = perm[:32]
+    x = normalize(augment_batch(tiny_data.train_images[idx], gen))
+    loss = F.cross_entropy(model(x), tiny_data.train_labels[idx])
+    loss.backward()
+    direct = np.array([m.weight.grad.norm().item() for _, m in weight_layers(model)])
+    np.testing.assert_allclose(result.metrics["grad_norms"][0], direct, rtol=1e-4)
+    np.testing.assert_allclose(result.metrics["loss"][0], loss.item(), rtol=1e-5)
+
+
+def test_grad_norm_every_n_and_off(tiny_data):
+    every3 = Trainer(tiny_config(grad_norm_every=3), data=tiny_data, save=False).run()
+    assert list(every3.metrics["grad_norm_step"]) == list(range(0, every3.steps, 3))
+    assert np.isfinite(every3.metrics["grad_norms"]).all()
+    off = Trainer(tiny_config(record_grad_norms=False), data=tiny_data, save=False).run()
+    assert off.metrics["grad_norms"].shape[0] == 0
+
+
+def test_same_seed_same_losses_on_cpu(tiny_data):
+    a = Trainer(tiny_config(max_steps=5), data=tiny_data, save=False).run()
+    b = Trainer(tiny_config(max_steps=5), data=tiny_data, save=False).run()
+    c = Trainer(tiny_config(max_steps=5, seed=4), data=tiny_data, save=False).run()
+    np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
+    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
+
+
+def test_stop_request_honoured_within_one_step(tiny_data, tmp_path):
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(p):
+        seen.append(p.step)
+        if p.step >= 4:
+            stop.set()
+
+    store = RunStore(tmp_path)
+    result = Trainer(tiny_config(epochs=50), data=tiny_data, store=store, on_progress=on_progress,
+                     stop_event=stop).run()
+    assert result.status == "stopped"
+    first_stop_step = next(s for s in seen if s >= 4)
+    assert result.steps == first_stop_step  # no further step ran once the request was seen
+    run = store.get(result.run_id)
+    assert run.state == "stopped" and run.has_checkpoint
+    assert len(run.metrics["loss"]) == result.steps
+
+
+def test_nan_loss_marks_run_diverged(tiny_data, tmp_path):
+    store = RunStore(tmp_path)
+    result = Trainer(tiny_config(lr=1e6, epochs=20), data=tiny_data, store=store).run()
+    assert result.status == "diverged"
+    assert result.diverged_step is not None
+    assert not np.isfinite(result.metrics["loss"][result.diverged_step])
+    assert np.isfinite(result.metrics["loss"][: result.diverged_step]).all()
+    run = store.get(result.run_id)
+    assert run.state == "diverged" and run.status["diverged_step"] == result.diverged_step
+    assert "diverged" in run.status["message"]
+
+
+def test_schedules():
+    tc = TrainConfig(lr=0.1, schedule="step")
+    assert [lr_at(s, 100, tc) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001,
+                                                                                   0.001])
+    warm = TrainConfig(lr=0.1, schedule="step", warmup_steps=10)
+    assert lr_at(5, 100, warm) == pytest.approx(0.01) and lr_at(10, 100, warm) == pytest.approx(0.1)
+    one = TrainConfig(lr=0.1, schedule="onecycle")
+    lrs = [lr_at(s, 100, one) for s in range(100)]
+    assert lrs[0] < 0.01 and max(lrs) == pytest.approx(0.1, rel=0.05) and lrs[-1] < 0.005
+    cos = TrainConfig(lr=0.1, schedule="cosine")
+    assert lr_at(0, 100, cos) == pytest.approx(0.1) and lr_at(99, 100, cos) < 0.001
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(schedule="magic"),
+                                 dict(device="tpu"), dict(subset=3), dict(momentum=1.5)])
+def test_bad_train_configs(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad).validate()
+
+
+def test_unavailable_device_is_a_clear_error(tiny_data):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="CUDA"):
+        Trainer(tiny_config(device="cuda"), data=tiny_data, save=False).run()
+
+
+def test_memory_estimate_rejects_what_cannot_fit(tiny_data):
+    cfg = RunConfig(model=ModelConfig(depth=1202), train=TrainConfig(batch_size=100_000, device="cpu"))
+    with pytest.raises(ConfigError, match="GiB"):
+        Trainer(cfg, data=tiny_data, save=False).run()
