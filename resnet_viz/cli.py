@@ -46,7 +46,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", choices=DEVICES, default="auto")
-    g.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: 20 per run)")
+    g.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: 12 per run)")
     g.add_argument("--eval-images", type=int, default=d.eval_images)
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     g.add_argument("--grad-norm-every", type=int, default=1, help="record gradient norms every N steps")

@@ -104,8 +104,8 @@ class TrainConfig:
     warmup_steps: int = 0  # steps at lr/10 first, as the paper does for ResNet-110
     seed: int = 0
     device: str = "auto"
-    eval_every: int = 0  # steps between evaluations; 0 = about 20 evaluations per run
-    eval_images: int = 1000  # fixed, stratified evaluation subsets of the train and the test set
+    eval_every: int = 0  # steps between evaluations; 0 = about 12 evaluations per run
+    eval_images: int = 500  # fixed, stratified evaluation subsets of the train and the test set
     record_grad_norms: bool = True
     grad_norm_every: int = 1
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
