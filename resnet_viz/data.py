@@ -1,17 +1,24 @@
 """CIFAR-10 as uint8 tensors, and the paper's augmentation as batched tensor ops on the training device.
 
 Three sources, detected by layout: CIFAR-10's own python batches (what torchvision downloads), an image folder
-`train/<class>/*` + `test/<class>/*`, or a torchvision download into the data folder. Decoding happens once; the
-result is cached as safetensors so the next start is instant.
+`train/<class>/*` + `test/<class>/*`, or a torchvision download into the data folder. Decoding an image folder is
+slow, so its result is cached as safetensors and the next start is instant.
+
+This module must stay importable without streamlit/plotly/captum: it runs on headless GPU machines.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import pickle
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,15 +28,36 @@ from .errors import DataError
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-BATCH_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+BATCHES_FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 HOW_TO_GET_DATA = (
     "Two ways to get CIFAR-10:\n"
-    "  1. let resnet_viz download it (about 170 MB, needs internet) — just run again with network access; or\n"
-    "  2. point it at a folder you already have with --data DIR (CLI), the data-folder box (app), or the "
-    "RESNET_VIZ_DATA environment variable. The folder may hold CIFAR-10's python batches (cifar-10-batches-py/) "
-    "or images laid out as train/<class>/*.jpg and test/<class>/*.jpg.")
+    "  1. let resnet_viz download it (about 170 MB, needs internet): run again with network access and "
+    "downloading switched on; or\n"
+    "  2. point --data DIR (CLI), the data-folder box (app) or the RESNET_VIZ_DATA environment variable at a "
+    "folder you already have, holding either CIFAR-10's python format (data_batch_1..5 and test_batch, or a "
+    "cifar-10-batches-py/ folder with them) or an image folder with train/<class>/*.png|jpg and "
+    "test/<class>/*.png|jpg for the ten classes " + ", ".join(CIFAR10_CLASSES) + ".")
+
+
+@dataclass
+class Cifar10Tensors:
+    train_images: torch.Tensor  # uint8 [N,3,32,32], CPU
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M,3,32,32]
+    test_labels: torch.Tensor  # int64 [M]
+    classes: tuple[str, ...]
+    source: str  # human description, e.g. "image folder /x/cifar10-jpeg (50000 train, 10000 test)"
+
+
+# A reader turns a source folder into (train images NCHW, train labels, test images NCHW, test labels).
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Reader = Callable[[Path, bool], Arrays]
 
 
 def default_data_dir() -> Path:
@@ -40,226 +68,310 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("RESNET_VIZ_CACHE") or Path.home() / ".cache" / "resnet_viz" / "tensors").expanduser()
 
 
-@dataclass
-class Cifar10Tensors:
-    train_images: torch.Tensor  # uint8 [N,3,32,32]
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor  # uint8 [M,3,32,32]
-    test_labels: torch.Tensor  # int64 [M]
-    classes: tuple[str, ...]
-    source: str
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"resnet_viz: {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------------- layout ----
+# ------------------------------------------------------------------------------------------------ layout ----
 def _python_batches_dir(root: Path) -> Path | None:
-    for candidate in (root, root / "cifar-10-batches-py"):
-        if (candidate / "test_batch").exists() or (candidate / "data_batch_1").exists():
+    for candidate in (root, root / BATCHES_FOLDER):
+        if any((candidate / name).exists() for name in (*TRAIN_BATCHES, TEST_BATCH)):
             return candidate
     return None
 
 
 def _image_folder_dir(root: Path) -> Path | None:
-    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    """root itself, or the first sub-folder, holding train/ or test/ (archives usually unpack one level down)."""
+    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for candidate in candidates:
         if (candidate / "train").is_dir() or (candidate / "test").is_dir():
             return candidate
     return None
 
 
-# -------------------------------------------------------------------------------------------- python batches ----
+# ---------------------------------------------------------------------------------------- python batches ----
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise DataError(f"{path.parent} looks like CIFAR-10's python format but {path.name} is missing.")
+        raise DataError(f"{path.parent} looks like CIFAR-10's python format, but {path.name} is missing from it. "
+                        f"Copy the complete folder again (data_batch_1..5 and test_batch), or delete it and let "
+                        f"resnet_viz download CIFAR-10.")
+    unreadable = (f"{path} is not a readable CIFAR-10 batch file (it may be truncated or corrupt). Delete the folder "
+                  f"and download CIFAR-10 again, or point --data at a good copy.")
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")  # the dataset's own format (as torchvision reads it)
-        data = np.asarray(entry[b"data"], dtype=np.uint8)
-        labels = np.asarray(entry.get(b"labels", entry.get(b"fine_labels")), dtype=np.int64)
-        images = data.reshape(-1, 3, 32, 32)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as e:
-        raise DataError(f"{path} is not a readable CIFAR-10 batch file (corrupt or truncated: {e}). Delete the "
-                        f"folder and download again, or point --data at a good copy.") from e
-    if len(labels) != len(images) or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{path}: labels do not match the images (expected one label 0–9 per image).")
-    return images, labels
+            # The dataset's own files are pickles of Python-2 dicts; bytes keys, exactly as torchvision reads them.
+            entry = pickle.load(f, encoding="bytes")
+    except Exception as e:  # a damaged pickle can fail in many ways (EOFError, UnpicklingError, ValueError, ...)
+        raise DataError(f"{unreadable} ({type(e).__name__}: {e})") from e
+    if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
+        raise DataError(f"{unreadable} (it does not hold CIFAR-10's 'data' and 'labels' entries)")
+    data = np.asarray(entry[b"data"])
+    labels = np.asarray(entry[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(f"{unreadable} (expected uint8 data of shape [n, 3072] and n labels, got data "
+                        f"{data.dtype} {list(data.shape)} and {len(labels)} labels)")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
+        raise DataError(f"{unreadable} (labels must be 0-9, found {labels.min()}..{labels.max()})")
+    return data.reshape(-1, 3, 32, 32), labels  # rows are channel-major (all red, then green, then blue)
 
 
-def _read_python_batches(folder: Path) -> tuple[np.ndarray, ...]:
-    train = [_read_batch(folder / name) for name in BATCH_FILES]
-    test_images, test_labels = _read_batch(folder / "test_batch")
-    return (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), test_images,
-            test_labels)
+def _read_python_batches(folder: Path, progress: bool) -> Arrays:
+    train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
+    test_images, test_labels = _read_batch(folder / TEST_BATCH)
+    return (np.concatenate([images for images, _ in train]), np.concatenate([labels for _, labels in train]),
+            test_images, test_labels)
 
 
-# ------------------------------------------------------------------------------------------------ image folder ----
+# ------------------------------------------------------------------------------------------ image folder ----
 def _decode(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=("JPEG", "PNG")) as img:
             if img.size != (32, 32):
-                raise DataError(f"{path} is {img.size[0]}×{img.size[1]} pixels; CIFAR-10 images are 32×32.")
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path} is not a readable image ({e}).") from e
+                raise DataError(f"{path} is {img.size[0]}x{img.size[1]} pixels, but CIFAR-10 images are 32x32. "
+                                f"Resize it or remove it from the folder.")
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path} is not a readable JPEG or PNG image ({e}). Remove or replace it.") from e
 
 
-def _read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _list_split(folder: Path, split: str) -> tuple[list[Path], list[int]]:
+    """Every image file of one split, class by class, with its label (the class's index in CIFAR-10)."""
     split_dir = folder / split
     if not split_dir.is_dir():
         raise DataError(f"{folder} has no {split}/ folder. An image folder needs both train/<class>/ and "
-                        f"test/<class>/ with CIFAR-10's ten classes.")
-    class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
-    unknown = [p.name for p in class_dirs if p.name not in CIFAR10_CLASSES]
+                        f"test/<class>/, with one folder per CIFAR-10 class: {', '.join(CIFAR10_CLASSES)}.")
+    class_dirs = {p.name: p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    unknown = sorted(set(class_dirs) - set(CIFAR10_CLASSES))
     if unknown:
-        raise DataError(f"{split_dir} has folders that are not CIFAR-10 classes: {', '.join(unknown[:5])}. "
-                        f"Expected: {', '.join(CIFAR10_CLASSES)}.")
-    if not class_dirs:
-        raise DataError(f"{split_dir} has no class folders (expected {', '.join(CIFAR10_CLASSES)}).")
-    files, labels = [], []
-    for class_dir in class_dirs:
-        for p in sorted(class_dir.iterdir()):
-            if p.is_file() and not p.name.startswith("."):
-                if p.suffix.lower() not in IMAGE_SUFFIXES:
-                    raise DataError(f"{p} is not an image file (expected .jpg or .png in the class folders).")
-                files.append(p)
-                labels.append(CIFAR10_CLASSES.index(class_dir.name))
-    if not files:
-        raise DataError(f"{split_dir} holds no images.")
-    # PIL releases the GIL while decoding, so threads use every core.
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
-        images = list(pool.map(_decode, files, chunksize=256))
-    return np.stack(images).transpose(0, 3, 1, 2), np.asarray(labels, dtype=np.int64)
+        raise DataError(f"{split_dir} has folders that are not CIFAR-10 classes: {', '.join(unknown)}. Class folders "
+                        f"must be named exactly (lower case): {', '.join(CIFAR10_CLASSES)}.")
+    missing = [name for name in CIFAR10_CLASSES if name not in class_dirs]
+    if missing:
+        raise DataError(f"{split_dir} lacks the class folders {', '.join(missing)}; all ten CIFAR-10 classes "
+                        f"({', '.join(CIFAR10_CLASSES)}) need a folder of images.")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(CIFAR10_CLASSES):
+        class_files = sorted(p for p in class_dirs[name].iterdir() if p.is_file() and not p.name.startswith("."))
+        for p in class_files:
+            if not p.name.lower().endswith(IMAGE_SUFFIXES):
+                raise DataError(f"{p} is not an image file. Class folders may hold only .jpg, .jpeg or .png images.")
+        if not class_files:
+            raise DataError(f"{class_dirs[name]} holds no images; every class needs at least one.")
+        files += class_files
+        labels += [label] * len(class_files)
+    return files, labels
 
 
-def _read_image_folder(folder: Path) -> tuple[np.ndarray, ...]:
-    return (*_read_split(folder, "train"), *_read_split(folder, "test"))
+def _decode_all(files: list[Path]) -> np.ndarray:
+    # One image after the other on purpose: for 32x32 images nearly all of PIL's time is Python-side header parsing
+    # under the GIL, and a thread pool measured 20-90% *slower* than this loop (2 cores). It is a one-off cost anyway:
+    # the result is cached.
+    images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    for i, path in enumerate(files):
+        images[i] = _decode(path)
+    return images.transpose(0, 3, 1, 2)  # HWC -> CHW
 
 
-# ------------------------------------------------------------------------------------------------------ cache ----
-def _fingerprint(folder: Path) -> str:
+def _read_image_folder(folder: Path, progress: bool) -> Arrays:
+    train_files, train_labels = _list_split(folder, "train")
+    test_files, test_labels = _list_split(folder, "test")  # list both first: a missing test/ fails before decoding
+    n = len(train_files) + len(test_files)
+    _say(progress, f"decoding {n} images in {folder} (first time only, cached afterwards) ...")
+    start = time.perf_counter()
+    arrays = (_decode_all(train_files), np.asarray(train_labels, dtype=np.int64),
+              _decode_all(test_files), np.asarray(test_labels, dtype=np.int64))
+    _say(progress, f"decoded {n} images in {time.perf_counter() - start:.1f} s")
+    return arrays
+
+
+# ------------------------------------------------------------------------------------------------- cache ----
+TENSOR_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _cache_key(folder: Path) -> str:
+    """Short hash of the folder's path and a cheap fingerprint: any added, removed or rewritten file changes it."""
     count = size = newest = 0
     for dirpath, _dirs, names in os.walk(folder):
         for name in names:
             st = os.stat(os.path.join(dirpath, name))
-            count, size, newest = count + 1, size + st.st_size, max(newest, int(st.st_mtime))
-    key = f"{folder.resolve()}|{count}|{size}|{newest}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return hashlib.sha256(f"{folder.resolve()}|{count}|{size}|{newest}".encode()).hexdigest()[:16]
+
+
+def _cache_file(key: str) -> Path:
+    return default_cache_dir() / f"cifar10-{key}.safetensors"
 
 
 def _load_cache(path: Path) -> dict[str, torch.Tensor] | None:
+    from safetensors.torch import load_file
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
     try:
         tensors = load_file(str(path))
-        if {"train_images", "train_labels", "test_images", "test_labels"} <= tensors.keys():
-            return tensors
-    except Exception:  # a torn or foreign cache file is simply rebuilt
-        pass
-    return None
+    except Exception:  # a torn or foreign file is rebuilt, never trusted
+        return None
+    ok = (set(TENSOR_NAMES) <= tensors.keys()
+          and all(tensors[k].dtype == torch.uint8 and tensors[k].shape[1:] == (3, 32, 32)
+                  for k in ("train_images", "test_images"))
+          and len(tensors["train_images"]) == len(tensors["train_labels"])
+          and len(tensors["test_images"]) == len(tensors["test_labels"]))
+    return tensors if ok else None
 
 
 def _save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one, never half
     except OSError:
-        pass  # a read-only cache folder only costs speed
+        pass  # an unwritable cache folder only costs speed next time
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
+# ----------------------------------------------------------------------------------------------- loading ----
 _MEMO: dict[str, Cifar10Tensors] = {}
+_MEMO_SIZE = 2  # each entry is ~180 MB, so remember only the latest sources
+_LOCK = threading.Lock()  # two app sessions asking at once should decode once, not twice
 
 
-def _load_folder(folder: Path, reader, kind: str) -> Cifar10Tensors:
-    key = _fingerprint(folder)
+def _load_folder(folder: Path, reader: Reader, kind: str, use_disk_cache: bool, progress: bool) -> Cifar10Tensors:
+    key = _cache_key(folder)
     if key in _MEMO:
         return _MEMO[key]
-    cache_file = default_cache_dir() / f"cifar10-{key}.safetensors"
-    tensors = _load_cache(cache_file)
+    tensors = _load_cache(_cache_file(key)) if use_disk_cache else None
     if tensors is None:
-        train_x, train_y, test_x, test_y = reader(folder)
-        tensors = {"train_images": torch.from_numpy(np.ascontiguousarray(train_x)),
-                   "train_labels": torch.from_numpy(train_y),
-                   "test_images": torch.from_numpy(np.ascontiguousarray(test_x)),
-                   "test_labels": torch.from_numpy(test_y)}
-        _save_cache(cache_file, tensors)
+        arrays = reader(folder, progress)
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in zip(TENSOR_NAMES, arrays)}
+        if use_disk_cache:
+            _save_cache(_cache_file(key), tensors)
     data = Cifar10Tensors(tensors["train_images"], tensors["train_labels"].long(), tensors["test_images"],
                           tensors["test_labels"].long(), CIFAR10_CLASSES,
-                          f"{kind} {folder} ({len(tensors['train_labels'])} train, "
-                          f"{len(tensors['test_labels'])} test images)")
+                          f"{kind} {folder} ({len(tensors['train_labels'])} train, {len(tensors['test_labels'])} test)")
     _MEMO[key] = data
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
     return data
 
 
-def load_cifar10(data_dir: str | Path | None = None, download: bool = True, progress: bool = True) -> Cifar10Tensors:
-    """CIFAR-10 from a folder (python batches or image folder), downloading it there if it is missing."""
-    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
-    if root.exists() and not root.is_dir():
-        raise DataError(f"{root} is a file, not a folder. {HOW_TO_GET_DATA}")
-    if root.is_dir():
-        batches = _python_batches_dir(root)
-        if batches is not None:
-            return _load_folder(batches, _read_python_batches, "CIFAR-10 python batches")
-        images = _image_folder_dir(root)
-        if images is not None:
-            return _load_folder(images, _read_image_folder, "image folder")
-    if data_dir and not root.exists():
-        raise DataError(f"The data folder {root} does not exist. {HOW_TO_GET_DATA}")
-    if not download:
-        raise DataError(f"No CIFAR-10 found in {root}, and downloading is switched off. {HOW_TO_GET_DATA}")
-    _download(root, progress)
-    return _load_folder(root / "cifar-10-batches-py", _read_python_batches, "CIFAR-10 python batches")
+def _load_python_batches(folder: Path, progress: bool) -> Cifar10Tensors:
+    # The pickles already hold raw pixels and read in well under a second: a second copy on disk would not pay.
+    return _load_folder(folder, _read_python_batches, "CIFAR-10 python batches", False, progress)
 
 
 def _download(root: Path, progress: bool) -> None:
     import torchvision
+    _say(progress, f"CIFAR-10 not found in {root}; downloading it there (about 170 MB) ...")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
-    except Exception as e:  # URLError, socket errors, checksum failures, a full disk …
-        raise DataError(f"CIFAR-10 is not in {root} and downloading it failed ({type(e).__name__}: {e}). "
+        with contextlib.ExitStack() as quiet:
+            if not progress:  # torchvision prints its progress bar and notes unconditionally
+                quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
+    except Exception as e:  # URLError, socket errors, a checksum mismatch, a full disk ...
+        raise DataError(f"CIFAR-10 is not in {root}, and downloading it failed ({type(e).__name__}: {e}).\n"
                         f"{HOW_TO_GET_DATA}") from e
 
 
-# ------------------------------------------------------------------------------------------ sampling, tensors ----
+def _check_root(root: Path, explicit: bool) -> None:
+    if root.is_file():
+        hint = (" It looks like an archive: unpack it and point --data at the unpacked folder."
+                if root.name.lower().endswith(ARCHIVE_SUFFIXES) else "")
+        raise DataError(f"{root} is a file, not a folder.{hint}\n{HOW_TO_GET_DATA}")
+    # A typo in --data should not silently download 170 MB into a new folder; the default folder may be created.
+    if explicit and not root.exists():
+        raise DataError(f"The data folder {root} does not exist. Check the path (or create the folder to have "
+                        f"CIFAR-10 downloaded into it).\n{HOW_TO_GET_DATA}")
+
+
+def load_cifar10(data_dir: str | Path | None = None, download: bool = True, progress: bool = True) -> Cifar10Tensors:
+    """CIFAR-10 from a folder (python batches or image folder), downloading it into the folder if it is missing.
+
+    Raises DataError, with a message naming the problem and the fix, for anything that stops the data loading.
+    """
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    _check_root(root, explicit=bool(data_dir) and root != default_data_dir())
+    try:
+        with _LOCK:
+            return _load_from(root, download, progress)
+    except OSError as e:  # unreadable folders, broken links, permissions: still a message, not a traceback
+        raise DataError(f"Could not read {e.filename or root}: {e.strerror or e}. Check that the folder and its "
+                        f"files are readable.") from e
+
+
+def _load_from(root: Path, download: bool, progress: bool) -> Cifar10Tensors:
+    if root.is_dir():
+        batches = _python_batches_dir(root)
+        if batches is not None:
+            return _load_python_batches(batches, progress)
+        images = _image_folder_dir(root)
+        if images is not None:
+            return _load_folder(images, _read_image_folder, "image folder", True, progress)
+    if not download:
+        raise DataError(f"No CIFAR-10 found in {root} (neither python batches nor train/ and test/ image "
+                        f"folders), and downloading is switched off.\n{HOW_TO_GET_DATA}")
+    _download(root, progress)
+    return _load_python_batches(root / BATCHES_FOLDER, progress)
+
+
+# ------------------------------------------------------------------------------------ sampling, tensors ----
 def stratified_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """k indices with the classes as equally represented as possible; the same k and seed give the same subset."""
-    n = len(labels)
+    """k sorted indices with the classes as equally represented as possible; the same k and seed give the same
+    subset on every machine. k >= len(labels) gives every index."""
     if k < 1:
         raise DataError(f"A subset needs at least one image, got {k}.")
+    labels = labels.detach().cpu().flatten()
+    n = len(labels)
     if k >= n:
-        return torch.arange(n)
+        return torch.arange(n, device=labels.device)
     g = torch.Generator().manual_seed(seed)
-    classes = torch.unique(labels)
-    shuffled = [torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=g)]
-                for c in classes]
-    # Round-robin over classes: take the i-th image of every class before any (i+1)-th.
-    order = torch.cat([torch.stack([s[i] for s in shuffled if i < len(s)])
-                       for i in range(max(len(s) for s in shuffled))])
-    return order[:k].sort().values
+    perm = torch.randperm(n, generator=g)
+    classes, class_of, counts = torch.unique(labels[perm], return_inverse=True, return_counts=True)
+    # Rank of each (shuffled) image within its class: 0 for the first one of its class, 1 for the next, ...
+    by_class = torch.sort(class_of, stable=True).indices
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty(n, dtype=torch.long)
+    rank[by_class] = torch.arange(n) - starts[class_of[by_class]]
+    # Take round by round: every class's r-th image before any (r+1)-th. A seeded class order decides which
+    # classes get the extra images when k is not a multiple of the class count.
+    class_order = torch.randperm(len(classes), generator=g)
+    chosen = torch.argsort(rank * len(classes) + class_order[class_of], stable=True)[:k]
+    return perm[chosen].sort().values
 
 
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(CIFAR10_MEAN, device=images_uint8.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, device=images_uint8.device).view(1, 3, 1, 1)
-    return (images_uint8.float() / 255 - mean) / std
+def normalize(images_uint8: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(x/255 - mean) / std per channel, on the images' own device; NCHW (or CHW). float32 unless `out` is given,
+    in which case the result is written into it (in its dtype) and returned."""
+    shape = (3, 1, 1)
+    mean = torch.tensor(CIFAR10_MEAN, device=images_uint8.device).view(shape)
+    std = torch.tensor(CIFAR10_STD, device=images_uint8.device).view(shape)
+    result = (images_uint8.float() / 255 - mean) / std
+    return result if out is None else out.copy_(result)
 
 
 def augment_batch(images_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The paper's augmentation on the tensor's own device: 4-pixel zero padding, a random 32×32 crop (its own offset
-    per image) and a horizontal flip with probability ½. One gather for the whole batch, no loop over images."""
-    n, c, h, w = images_uint8.shape
+    """The paper's augmentation on the tensor's own device: 4-pixel zero padding, a random 32x32 crop (its own offset
+    per image) and a horizontal flip with probability 1/2. Two gathers for the whole batch, no loop over images;
+    all randomness comes from `generator` (which must live on the same device) so runs are reproducible."""
+    if images_uint8.dim() != 4:
+        raise ValueError(f"augment_batch expects NCHW images, got shape {list(images_uint8.shape)}")
     device = images_uint8.device
-    padded = torch.nn.functional.pad(images_uint8, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), device=device, generator=generator)
-    dx = torch.randint(0, 9, (n,), device=device, generator=generator)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the generator is on {generator.device} but the images are on {device}")
+    n, c, h, w = images_uint8.shape
+    pad = 4
+    padded = torch.nn.functional.pad(images_uint8, (pad, pad, pad, pad))  # zeros
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
     flip = torch.rand(n, device=device, generator=generator) < 0.5
-    rows = (dy[:, None] + torch.arange(h, device=device)[None])  # [n, h]
-    cols = torch.arange(w, device=device)[None].expand(n, w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # flipping = reading columns backwards
-    idx_rows = rows[:, None, :, None].expand(n, c, h, w + 8)
-    out = padded.gather(2, idx_rows)
+    rows = dy[:, None] + torch.arange(h, device=device)  # [n, h]
+    cols = torch.arange(w, device=device).expand(n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # a flip reads the window's columns backwards
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))

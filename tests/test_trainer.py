@@ -60,11 +60,11 @@ def test_recorded_grad_norms_equal_direct_computation(tiny_data):
     result = Trainer(cfg, data=tiny_data, save=False).run()
 
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model).train()
+    model = build_model(cfg.model).train().to(memory_format=torch.channels_last)  # as the trainer runs on CPU
     gen = torch.Generator().manual_seed(cfg.train.seed)
     perm = torch.randperm(200, generator=gen)
     idx = perm[:32]
-    x = normalize(augment_batch(tiny_data.train_images[idx], gen))
+    x = normalize(augment_batch(tiny_data.train_images[idx], gen)).contiguous(memory_format=torch.channels_last)
     loss = F.cross_entropy(model(x), tiny_data.train_labels[idx])
     loss.backward()
     direct = np.array([m.weight.grad.norm().item() for _, m in weight_layers(model)])

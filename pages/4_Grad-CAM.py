@@ -1,0 +1,135 @@
+"""Grad-CAM: where do trained plain and residual nets look?"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import ui  # noqa: E402
+from resnet_viz.data import CIFAR10_CLASSES, load_cifar10  # noqa: E402
+from resnet_viz.errors import ResnetVizError  # noqa: E402
+from resnet_viz.gradcam import gradcam, gradcam_targets, load_image, overlay  # noqa: E402
+from resnet_viz.models import build_model  # noqa: E402
+
+ui.page_setup("Grad-CAM", "🔥")
+st.title("Grad-CAM")
+st.caption("Grad-CAM (Selvaraju et al. 2017) weights a layer's feature maps by the gradient of the predicted class "
+           "and shows where in the image that evidence sits. Computed with captum's LayerGradCam.")
+
+LAST_BLOCK = "last block (default)"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the trained weights…")
+def load_trained(runs_dir: str, run_id: str, stamp: float):
+    from resnet_viz.store import RunStore
+    return RunStore(runs_dir).load_model(run_id)
+
+
+@st.cache_resource(max_entries=8)
+def fresh_model(config_key: str, _config):
+    torch.manual_seed(0)
+    return build_model(_config).eval()
+
+
+@st.cache_data(show_spinner="Reading CIFAR-10 test images…", max_entries=2)
+def test_images(data_dir: str):
+    data = load_cifar10(data_dir, download=False)
+    return data.test_images, data.test_labels
+
+
+runs = [r for r in ui.list_runs() if r.has_checkpoint]
+if not runs:
+    st.info("No trained runs with saved weights yet. Train a model on the **Train** page first.")
+    st.stop()
+chosen = ui.pick_runs("cam_runs", runs, "Trained runs")
+untrained = st.toggle("Also show the same architectures untrained", False, key=ui.KEEP_PREFIX + "cam_untrained",
+                      help="Randomly initialised twins: what the maps look like before any learning.")
+if not chosen:
+    st.info("Pick at least one run.")
+    st.stop()
+
+models = []
+for run in chosen:
+    try:
+        stamp = (run.path / "checkpoint.safetensors").stat().st_mtime
+        models.append((f"{run.label} · {run.name}", load_trained(ui.runs_dir(), run.id, stamp)))
+    except (ResnetVizError, OSError) as e:
+        st.error(f"{run.name}: {e}")
+    if untrained:
+        models.append((f"{run.label} · untrained", fresh_model(repr(run.config.model), run.config.model)))
+if not models:
+    st.stop()
+
+common = [t for t in gradcam_targets(models[0][1]) if all(t in gradcam_targets(m) for _, m in models[1:])]
+layer_choice = st.selectbox("Layer", [LAST_BLOCK] + common, key=ui.KEEP_PREFIX + "cam_layer",
+                            help="A stage or a block. Later layers give coarser, more semantic maps.")
+
+source = st.radio("Images", ("CIFAR-10 test images of a class", "Random CIFAR-10 test images", "Upload an image"),
+                  horizontal=True, key=ui.KEEP_PREFIX + "cam_source")
+images, truths = None, None
+if source == "Upload an image":
+    upload = st.file_uploader("Any picture (PNG, JPEG, …): it is resized to 32×32 like CIFAR-10", key="cam_upload")
+    if upload is not None:
+        try:
+            images, truths = load_image(upload).unsqueeze(0), [None]
+        except ResnetVizError as e:
+            st.error(str(e))
+else:
+    try:
+        all_images, all_labels = test_images(ui.data_dir())
+    except ResnetVizError as e:
+        st.error(str(e))
+        st.info("Set the CIFAR-10 data folder in the sidebar (▸ Folders), or upload your own image.")
+        all_images = None
+    if all_images is not None:
+        c1, c2, c3 = st.columns(3)
+        count = c1.slider("How many", 1, 8, 4, key=ui.KEEP_PREFIX + "cam_count")
+        seed = c3.number_input("Draw", 0, 10_000, 0, key=ui.KEEP_PREFIX + "cam_seed", help="Change for other images.")
+        g = torch.Generator().manual_seed(int(seed))
+        if source.startswith("CIFAR-10 test images of"):
+            cls = c2.selectbox("Class", CIFAR10_CLASSES, key=ui.KEEP_PREFIX + "cam_class")
+            pool = torch.nonzero(all_labels == CIFAR10_CLASSES.index(cls)).flatten()
+        else:
+            pool = torch.arange(len(all_labels))
+        pick = pool[torch.randperm(len(pool), generator=g)[:count]]
+        images, truths = all_images[pick], [CIFAR10_CLASSES[int(i)] for i in all_labels[pick]]
+
+if images is None:
+    st.stop()
+
+
+def big(arr_hwc: np.ndarray, size: int = 128) -> Image.Image:
+    return Image.fromarray(arr_hwc).resize((size, size), Image.Resampling.NEAREST)
+
+
+results = []
+for name, model in models:
+    layer = gradcam_targets(model)[-1] if layer_choice == LAST_BLOCK else layer_choice
+    try:
+        results.append((name, layer, gradcam(model, images, layer)))
+    except ResnetVizError as e:
+        st.error(f"{name}: {e}")
+
+header = st.columns(1 + len(results))
+header[0].markdown("**Image**")
+for col, (name, layer, _) in zip(header[1:], results):
+    col.markdown(f"**{name}**  \n`{layer}`")
+for i in range(len(images)):
+    row = st.columns(1 + len(results))
+    row[0].image(big(images[i].permute(1, 2, 0).numpy()),
+                 caption=f"true: {truths[i]}" if truths[i] else "your image")
+    for col, (_, _, res) in zip(row[1:], results):
+        predicted = CIFAR10_CLASSES[int(res.predicted[i])]
+        mark = "" if truths[i] is None else (" ✓" if predicted == truths[i] else " ✗")
+        col.image(big(overlay(images[i], res.maps[i])),
+                  caption=f"{predicted}{mark} · {100 * float(res.confidence[i]):.0f}%")
+
+st.markdown("**What you are looking at.** Left, the 32×32 input (enlarged). Then, for each model, the same image "
+            "with its Grad-CAM map on top — red where the chosen layer's features most support the predicted class, "
+            "blue where they do not — with the predicted class and its softmax confidence (✓/✗ against the true "
+            "label). Maps from the last block are 8×8 for CIFAR nets, upsampled, so they are coarse by nature. "
+            "Briefly trained nets are often unsure; compare where the two nets look, not only what they say.")

@@ -1,0 +1,89 @@
+"""Compare runs: error curves in the style of the paper's Fig. 6, final numbers, export, delete."""
+import csv
+import io
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+import ui  # noqa: E402
+from resnet_viz import plots  # noqa: E402
+from resnet_viz.errors import ResnetVizError  # noqa: E402
+
+ui.page_setup("Compare runs", "📊")
+st.title("Compare runs")
+
+all_runs = ui.list_runs(with_metrics=False)
+runs = [r for r in all_runs if len(r.metrics.get("loss", ())) > 0]
+if not all_runs:
+    st.info("The run store is empty. Train something on the **Train** page, or point the sidebar's run store "
+            f"folder at another place (now: `{ui.runs_dir()}`).")
+    st.stop()
+
+chosen = ui.pick_runs("compare_runs", runs, "Runs", default_count=4)
+log_y = st.toggle("Log scale", False, key=ui.KEEP_PREFIX + "compare_log")
+if chosen:
+    ui.plotly(plots.fig6_error_curves(chosen, log_y=log_y), key="fig6")
+    st.markdown("**What you are looking at.** As in the paper's Fig. 6: plain nets on the left, ResNets on the "
+                "right; thin dashed lines are training error, bold lines test error (both on fixed evaluation "
+                "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
+                "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
+                "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
+    ui.plotly(plots.training_curves(chosen, metric="loss", log_y=log_y, title="Training loss"), key="loss")
+
+# ----------------------------------------------------------------------------------------------------- table ----
+st.subheader("All runs")
+summaries = []
+for run in all_runs:
+    try:
+        summaries.append(run.summary())
+    except ResnetVizError as e:
+        st.warning(str(e))
+
+
+def pct(v):
+    return None if v is None else round(100 * v, 2)
+
+
+table = [{"model": s["label"], "name": s["name"], "status": s["status"], "steps": s["steps_done"],
+          "train loss": s["final_train_loss"], "train error %": pct(s["final_train_error"]),
+          "test error %": pct(s["final_test_error"]), "seconds": s["seconds"] and round(s["seconds"]),
+          "created": s["created"], "id": s["id"]} for s in summaries]
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"train loss": st.column_config.NumberColumn(format="%.3f")})
+buf = io.StringIO()
+if table:
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+c1, c2 = st.columns(2)
+c1.download_button("Download this table (CSV)", buf.getvalue(), "resnet_viz_runs.csv", "text/csv",
+                   disabled=not table)
+by_id = {r.id: r for r in all_runs}
+with c2:
+    export_id = st.selectbox("Export one run's per-step metrics", list(by_id), key="export_pick",
+                             format_func=lambda i: ui.run_title(by_id[i]))
+    if export_id:
+        try:
+            st.download_button("Download its metrics (CSV)", ui.store().export(export_id, "csv"),
+                               f"{export_id}.csv", "text/csv", key="export_button")
+        except ResnetVizError as e:
+            st.error(str(e))
+
+# ---------------------------------------------------------------------------------------------------- delete ----
+with st.expander("Delete runs"):
+    doomed = st.multiselect("Runs to delete", list(by_id), key="delete_pick",
+                            format_func=lambda i: ui.run_title(by_id[i]))
+    sure = st.checkbox("Yes, delete these runs and their weights for good", key="delete_sure")
+    if st.button("Delete", type="primary", disabled=not (doomed and sure), key="delete_button"):
+        for run_id in doomed:
+            try:
+                ui.store().delete(run_id)
+            except ResnetVizError as e:
+                st.error(str(e))
+        st.session_state.pop("delete_pick", None)
+        st.session_state.pop("delete_sure", None)
+        st.success(f"Deleted {len(doomed)} run(s).")
+        st.rerun()
