@@ -1,0 +1,176 @@
+"""AppTest for the Train, Gradient flow, Grad-CAM and Compare pages: empty store, runs present, interactions."""
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cifar_fixtures import write_python_batches
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.jobs import job_queue
+from resnet_viz.store import RunStore
+from resnet_viz.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["pages/2_Train.py", "pages/3_Gradient_flow.py", "pages/4_Grad-CAM.py", "pages/5_Compare_runs.py"]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory, data_dir):
+    """A plain/residual pair of tiny nets, trained for real on the tiny data."""
+    root = tmp_path_factory.mktemp("runs")
+    store = RunStore(root)
+    for residual in (False, True):
+        cfg = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=residual),
+                        train=TrainConfig(epochs=3, batch_size=32, eval_images=20, device="cpu"),
+                        data_dir=str(data_dir))
+        Trainer(cfg, store=store).run()
+    return root
+
+
+def app(page: str, runs: Path, data: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
+    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    return at
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_render_with_an_empty_store(page, tmp_path, data_dir, monkeypatch):
+    at = app(page, tmp_path / "empty-runs", data_dir, monkeypatch).run()
+    no_exception(at)
+    assert at.title[0].value
+
+
+@pytest.mark.parametrize("page", PAGES[1:])
+def test_pages_render_with_runs(page, trained_store, data_dir, monkeypatch):
+    at = app(page, trained_store, data_dir, monkeypatch).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.multiselect[0].value) == 2  # the plain/residual pair is picked by default
+
+
+def test_gradient_flow_interactions(trained_store, data_dir, monkeypatch):
+    at = app("pages/3_Gradient_flow.py", trained_store, data_dir, monkeypatch).run()
+    steps = at.multiselect[1]
+    steps.set_value([0]).run()
+    at.toggle[0].set_value(False).run()
+    no_exception(at)
+    one = at.multiselect[0].value[:1]
+    at.multiselect[0].set_value(one).run()
+    no_exception(at)
+
+
+def test_gradcam_layers_classes_and_uploads(trained_store, data_dir, monkeypatch):
+    at = app("pages/4_Grad-CAM.py", trained_store, data_dir, monkeypatch).run()
+    no_exception(at)
+    assert len(at.get("image")) >= 3  # input + one overlay per model, per image
+    layers = at.selectbox[0].options
+    at.selectbox[0].set_value(layers[1]).run()  # a stage
+    no_exception(at)
+    at.selectbox[1].set_value("ship").run()
+    no_exception(at)
+    at.toggle[0].set_value(True).run()  # untrained twins too
+    no_exception(at)
+    at.radio[0].set_value("Random CIFAR-10 test images").run()
+    no_exception(at)
+
+
+def test_gradcam_with_a_missing_data_folder(trained_store, tmp_path, monkeypatch):
+    at = app("pages/4_Grad-CAM.py", trained_store, tmp_path / "no-such-folder", monkeypatch).run()
+    no_exception(at)
+    assert any("does not exist" in e.value or "No CIFAR-10" in e.value for e in at.error)
+
+
+def test_compare_page_delete_needs_confirmation(trained_store, data_dir, monkeypatch, tmp_path):
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_store, runs)
+    at = app("pages/5_Compare_runs.py", runs, data_dir, monkeypatch).run()
+    no_exception(at)
+    doomed = RunStore(runs).list()[0].id
+    at.multiselect(key="delete_pick").set_value([doomed]).run()
+    assert at.button(key="delete_button").disabled  # not before the confirmation box is ticked
+    at.checkbox(key="delete_sure").check().run()
+    at.button(key="delete_button").click().run()
+    no_exception(at)
+    assert [r.id for r in RunStore(runs).list()] != [] and doomed not in [r.id for r in RunStore(runs).list()]
+
+
+def test_corrupt_run_directory_is_reported_not_raised(trained_store, data_dir, monkeypatch, tmp_path):
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_store, runs)
+    (runs / "20990101-000000-broken-000000").mkdir()
+    (runs / "20990101-000000-broken-000000" / "config.json").write_text("{oops")
+    for page in PAGES[1:]:
+        at = app(page, runs, data_dir, monkeypatch).run()
+        no_exception(at)
+        assert any("could not be read" in w.value for w in at.sidebar.warning)
+
+
+def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
+    runs = tmp_path / "runs"
+    at = app("pages/2_Train.py", runs, data_dir, monkeypatch).run()
+    no_exception(at)
+    at.text_input(key="keep_train_depths").set_value("8")
+    at.multiselect(key="keep_train_archs").set_value(["plain"])
+    at.number_input(key="keep_train_width").set_value(0.25)
+    at.number_input(key="keep_train_epochs").set_value(1.0)
+    at.number_input(key="keep_train_subset").set_value(0)
+    at.number_input(key="keep_train_batch").set_value(32)
+    at.button[-1].click().run()  # the form's submit button
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert job_queue().wait(TIMEOUT)
+    at.run()
+    no_exception(at)
+    [run] = RunStore(runs).list()
+    assert run.state == "finished" and run.has_checkpoint
+    assert any("finished" in m.value for m in at.markdown)
+
+
+def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):
+    at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
+    at.text_input(key="keep_train_depths").set_value("21")
+    at.button[-1].click().run()
+    no_exception(at)
+    assert any("6n+2" in e.value for e in at.error)
+    at.text_input(key="keep_train_depths").set_value("twenty")
+    at.button[-1].click().run()
+    assert any("whole numbers" in e.value for e in at.error)
+
+
+def test_train_page_missing_data_says_how_to_fix(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    at = app("pages/2_Train.py", runs, tmp_path / "nothing-here", monkeypatch).run()
+    at.text_input(key="keep_train_depths").set_value("8")
+    at.multiselect(key="keep_train_archs").set_value(["plain"])
+    at.button[-1].click().run()
+    assert job_queue().wait(TIMEOUT)
+    at.run()
+    no_exception(at)
+    assert any("RESNET_VIZ_DATA" in e.value or "--data" in e.value for e in at.error)
+    assert any("data folder" in i.value for i in at.info)
+
+
+def test_uploads_of_images_and_non_images(trained_store, data_dir, monkeypatch):
+    from resnet_viz.gradcam import load_image
+    buf = io.BytesIO()
+    Image.new("RGBA", (300, 200), (200, 30, 30, 128)).save(buf, "PNG")
+    assert load_image(buf.getvalue()).shape == (3, 32, 32)
+    # AppTest cannot drive st.file_uploader; the browser test uploads through the real widget.
+    at = app("pages/4_Grad-CAM.py", trained_store, data_dir, monkeypatch).run()
+    at.radio[0].set_value("Upload an image").run()
+    no_exception(at)
