@@ -63,8 +63,13 @@ def list_runs(with_metrics: bool = True) -> list[Run]:
     return readable[::-1]
 
 
+def run_name(run: Run) -> str:
+    """The model label, plus the user's run name where it says something more."""
+    return run.label if run.name in (run.label, "") else f"{run.label} · {run.name}"
+
+
 def run_title(run: Run) -> str:
-    return f"{run.label} · {run.name} · {run.state} · {run.id[:15]}"
+    return f"{run_name(run)} · {run.state} · {run.id[:15]}"
 
 
 def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int = 2,

@@ -33,7 +33,7 @@ cols = st.columns(min(len(chosen), 2))
 for i, run in enumerate(chosen):
     with cols[i % len(cols)]:
         fig = plots.grad_norm_heatmap(run.metrics["grad_norms"], run.metrics["grad_norm_step"], run.layer_names,
-                                      title=f"{run.label} — {run.name}", zmin=zmin, zmax=zmax)
+                                      title=ui.run_name(run), zmin=zmin, zmax=zmax)
         ui.plotly(fig, key=f"heat_{run.id}")
 st.markdown("**What you are looking at.** One row per layer (input at the top, classifier at the bottom), one "
             "column per training step, colour = log₁₀ of the gradient norm, on one shared colour scale so the "
@@ -69,7 +69,7 @@ rows = []
 for run in chosen:
     ratio = plots.first_last_ratio(run.metrics["grad_norms"], run.layer_names)
     finite = ratio[np.isfinite(ratio)]
-    rows.append({"run": f"{run.label} · {run.name}", "at step 0": float(ratio[0]) if len(ratio) else None,
+    rows.append({"run": ui.run_name(run), "at step 0": float(ratio[0]) if len(ratio) else None,
                  "at the end": float(ratio[-1]) if len(ratio) else None,
                  "median": float(np.median(finite)) if len(finite) else None})
 st.dataframe(rows, hide_index=True, column_config={

@@ -56,7 +56,7 @@ models = []
 for run in chosen:
     try:
         stamp = (run.path / "checkpoint.safetensors").stat().st_mtime
-        models.append((f"{run.label} · {run.name}", load_trained(ui.runs_dir(), run.id, stamp)))
+        models.append((ui.run_name(run), load_trained(ui.runs_dir(), run.id, stamp)))
     except (ResnetVizError, OSError) as e:
         st.error(f"{run.name}: {e}")
     if untrained:

@@ -1,0 +1,178 @@
+"""End to end in a real browser: `streamlit run app.py` driven by Playwright on Debian's Chromium.
+
+Opens every page, trains a tiny plain/residual pair from the Train page, waits for the live charts, opens Gradient
+flow and Grad-CAM for those runs (uploading a non-image and an image), and asserts that no page shows a Streamlit
+exception. Screenshots go to test-artifacts/ (and to docs/ when RESNET_VIZ_SCREENSHOTS_TO_DOCS=1).
+
+Data: tiny CIFAR-10 python batches made here, or the folder named by RESNET_VIZ_E2E_DATA (e.g. the JPEG copy).
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cifar_fixtures import write_python_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("RESNET_VIZ_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage", "--no-first-run"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("RESNET_VIZ_REQUIRE_BROWSER"):
+        raise RuntimeError(f"RESNET_VIZ_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install chromium).")
+    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    data = os.environ.get("RESNET_VIZ_E2E_DATA") or str(write_python_batches(base / "cifar", 12, 6))
+    runs = base / "runs"
+    if os.environ.get("RESNET_VIZ_E2E_RUNS"):  # start from an existing store (docs screenshots on real runs)
+        shutil.copytree(os.environ["RESNET_VIZ_E2E_RUNS"], runs)
+    port = free_port()
+    env = dict(os.environ, RESNET_VIZ_RUNS=str(runs), RESNET_VIZ_DATA=data, RESNET_VIZ_CACHE=str(base / "cache"),
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = open(base / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                             "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((base / "streamlit.log").read_text())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start within 60 s")
+    yield url, runs
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def shoot(pg, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.wait_for_timeout(800)  # let plotly finish drawing
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if os.environ.get("RESNET_VIZ_SCREENSHOTS_TO_DOCS"):
+        (ROOT / "docs").mkdir(exist_ok=True)
+        pg.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=True)
+
+
+def open_page(pg, url: str, path: str) -> None:
+    pg.goto(f"{url}/{path}")
+    pg.wait_for_selector("h1", timeout=60_000)
+    wait_idle(pg)
+
+
+def wait_idle(pg, timeout_s: float = 60) -> None:
+    """Wait until Streamlit has finished running the script (its status widget disappears)."""
+    deadline = time.time() + timeout_s
+    pg.wait_for_timeout(500)
+    while time.time() < deadline:
+        if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        pg.wait_for_timeout(250)
+
+
+def assert_no_exception(pg) -> None:
+    errors = pg.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def test_every_page_and_a_training_round_trip(server, page, tmp_path):
+    url, runs = server
+    pg = page
+    open_page(pg, url, "")
+    assert_no_exception(pg)
+    shoot(pg, "home")
+
+    open_page(pg, url, "Build")
+    assert_no_exception(pg)
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    shoot(pg, "build")
+
+    # Train: a tiny plain/residual pair through the custom form.
+    open_page(pg, url, "Train")
+    assert_no_exception(pg)
+    pg.get_by_text("Custom run").click()
+    depths = pg.get_by_label("Depths (comma-separated)", exact=True)
+    depths.fill("8")
+    pg.get_by_label("Width multiplier", exact=True).fill("0.25")
+    pg.get_by_label("Epochs", exact=True).fill("2")
+    pg.get_by_label("Training images (0 = all 50,000)", exact=True).fill("0")
+    pg.get_by_label("Batch size", exact=True).fill("32")
+    pg.get_by_role("button", name="Queue these runs").click()
+    pg.get_by_text("✅ finished").nth(1).wait_for(timeout=120_000)  # both runs
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 2
+    assert_no_exception(pg)
+    shoot(pg, "train")
+
+    open_page(pg, url, "Gradient_flow")
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 3  # two heatmaps, profiles, ratio
+    assert_no_exception(pg)
+    shoot(pg, "gradient_flow")
+
+    open_page(pg, url, "Grad-CAM")
+    pg.wait_for_selector('[data-testid="stImage"]')
+    assert pg.locator('[data-testid="stImage"]').count() >= 3
+    assert_no_exception(pg)
+    shoot(pg, "gradcam")
+    pg.get_by_text("Upload an image").click()
+    wait_idle(pg)
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("this is not a picture\n")
+    pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(not_an_image))
+    pg.get_by_text("not an image").first.wait_for()
+    assert_no_exception(pg)
+    from PIL import Image
+    picture = tmp_path / "picture.png"
+    Image.new("RGBA", (300, 180), (30, 120, 200, 255)).save(picture)
+    pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(picture))
+    pg.get_by_text("your image").first.wait_for()
+    assert_no_exception(pg)
+
+    open_page(pg, url, "Compare_runs")
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    assert_no_exception(pg)
+    shoot(pg, "compare")
