@@ -29,6 +29,8 @@ def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
     g.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1 = 16/32/64)")
     g.add_argument("--stem", choices=STEMS, default=None,
                    help="imagenet family: 'imagenet' 7x7/2 + max-pool (default) or 'cifar' 3x3/1 for 32x32 images")
+    if not sweep:
+        g.add_argument("--num-classes", type=int, default=10, help="classifier outputs (CIFAR-10: 10; ImageNet: 1000)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -86,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_config(args, arch: str, depth: int) -> ModelConfig:
     return ModelConfig(family=args.family, depth=depth, residual=arch == "residual", shortcut=args.shortcut,
-                       batchnorm=not args.no_bn, width=args.width, stem=args.stem)
+                       batchnorm=not args.no_bn, width=args.width, stem=args.stem,
+                       num_classes=getattr(args, "num_classes", 10))
 
 
 def _train_config(args) -> TrainConfig:

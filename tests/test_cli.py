@@ -1,0 +1,102 @@
+"""The command line end to end on tiny data, in a real subprocess (`python -m resnet_viz …`)."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifar_fixtures import write_image_folder, write_python_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--width", "0.25", "--epochs", "2", "--batch-size", "32", "--eval-images", "20", "--device", "cpu"]
+
+
+def cli(*args, env_extra=None, check=True, input=None):
+    env = dict(os.environ, **(env_extra or {}))
+    proc = subprocess.run([sys.executable, "-m", "resnet_viz", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def python_batches(tmp_path_factory):
+    return write_python_batches(tmp_path_factory.mktemp("cifar"), 10, 5)
+
+
+@pytest.fixture()
+def env(tmp_path):
+    return {"RESNET_VIZ_CACHE": str(tmp_path / "cache")}
+
+
+def test_sweep_list_export_delete(python_batches, tmp_path, env):
+    runs = tmp_path / "runs"
+    out = cli("--runs", str(runs), "--data", str(python_batches), "sweep", "--arch", "plain", "residual",
+              "--depth", "8", "14", *TINY, env_extra=env)
+    assert out.stdout.count("finished after") == 4
+    listed = json.loads(cli("--runs", str(runs), "list", "--json").stdout)
+    assert len(listed) == 4
+    assert {r["label"] for r in listed} == {"plain-8 (width ×0.25)", "plain-14 (width ×0.25)",
+                                            "resnet-8 (width ×0.25)", "resnet-14 (width ×0.25)"}
+    for r in listed:
+        assert r["status"] == "finished" and r["steps_done"] == 2 * (100 // 32)
+        for key in ("id", "name", "model", "train", "final_train_loss", "final_train_error", "final_test_error"):
+            assert r[key] is not None, key
+        assert r["model"]["depth"] in (8, 14) and r["train"]["batch_size"] == 32
+    table = cli("--runs", str(runs), "list").stdout
+    assert "plain-14" in table and "finished" in table
+
+    run_id = listed[0]["id"]
+    rows = list(csv.DictReader(io.StringIO(cli("--runs", str(runs), "export", run_id, "--format", "csv").stdout)))
+    assert len(rows) == listed[0]["steps_done"] + 1 and "grad_norm:stem.conv" in rows[0]
+    target = tmp_path / "out.json"
+    cli("--runs", str(runs), "export", run_id, "--format", "json", "-o", str(target))
+    assert json.loads(target.read_text())["summary"]["id"] == run_id
+
+    kept = cli("--runs", str(runs), "delete", run_id, input="n\n", check=False)
+    assert kept.returncode == 1 and len(json.loads(cli("--runs", str(runs), "list", "--json").stdout)) == 4
+    cli("--runs", str(runs), "delete", run_id, "--yes")
+    assert len(json.loads(cli("--runs", str(runs), "list", "--json").stdout)) == 3
+
+
+def test_train_from_an_image_folder_via_env(tmp_path, env):
+    images = write_image_folder(tmp_path / "jpeg-like", 10, 5)
+    runs = tmp_path / "runs"
+    out = cli("train", "--arch", "plain", "--depth", "8", "--name", "../../escape attempt", *TINY,
+              env_extra={**env, "RESNET_VIZ_DATA": str(images), "RESNET_VIZ_RUNS": str(runs)})
+    assert "image folder" in out.stderr and "finished after" in out.stdout
+    [run] = json.loads(cli("list", "--json", env_extra={"RESNET_VIZ_RUNS": str(runs)}).stdout)
+    assert run["name"] == "../../escape attempt" and (runs / run["id"]).is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == sorted(p.name for p in tmp_path.iterdir())  # nothing escaped
+    assert not (tmp_path.parent / "escape attempt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--depth", "21"], "6n+2"),
+    (["train", "--depth", "20", "--width", "0"], "Width"),
+    (["train", "--family", "imagenet", "--depth", "42"], "18, 34, 50"),
+    (["train", "--depth", "1202", "--batch-size", "1000000", "--device", "cpu"], "GiB"),
+    (["export", "no-such-run"], "no run"),
+    (["export", "../etc"], "not a run id"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path, python_batches, env):
+    out = cli("--runs", str(tmp_path / "runs"), "--data", str(python_batches), *args, env_extra=env, check=False)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_missing_data_without_network_names_both_ways(tmp_path, env):
+    out = cli("--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "nowhere"), "train", "--depth", "8", *TINY,
+              env_extra=env, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "RESNET_VIZ_DATA" in out.stderr and "download" in out.stderr
+
+
+def test_summary_prints_the_seed_articles_resnet50():
+    out = cli("summary", "--family", "imagenet", "--depth", "50", "--num-classes", "1000").stdout
+    assert "25.56M parameters" in out and "stage5.res5c.conv3" in out and "stage2.res2a.shortcut.conv" in out
