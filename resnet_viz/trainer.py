@@ -168,6 +168,11 @@ class Trainer:
         run_id = self.writer.id if self.writer else "unsaved"
         try:
             return self._train(device, run_id)
+        except KeyboardInterrupt:
+            if self.writer is not None:
+                self.writer.set_status("interrupted", message="Aborted from the keyboard; the metrics up to the "
+                                                              "last save are kept.")
+            raise
         except BaseException as e:
             if self.writer is not None:
                 self.writer.set_status("failed", message=f"{type(e).__name__}: {e}")
