@@ -2,6 +2,7 @@
 trainer all reject a bad choice with the same student-readable message."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ConfigError
@@ -65,11 +66,16 @@ class ModelConfig:
         if self.family == "cifar" and self.stem != "cifar":
             raise ConfigError("The CIFAR family always uses the 3×3 CIFAR stem; the 'imagenet' stem belongs to the "
                               "imagenet family.")
-        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0:
+        if (not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0
+                or not math.isfinite(self.width)):
             raise ConfigError(f"Width must be a positive multiplier of the channel counts (1 = the paper's "
                               f"16/32/64 filters), got {self.width!r}.")
-        if round(16 * self.width) < 1:
-            raise ConfigError(f"Width {self.width} leaves the first stage with no channels; use at least 1/16.")
+        base = 16 if self.family == "cifar" else 64
+        if round(base * self.width) < 1:
+            raise ConfigError(f"Width {self.width} leaves the first stage with no channels; use at least "
+                              f"1/{2 * base}.")
+        if base * self.width * 2 ** 3 > 65536:
+            raise ConfigError(f"Width {self.width} asks for more channels than any device can hold; try 1–8.")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ConfigError(f"A classifier needs at least 2 classes, got {self.num_classes!r}.")
         return self

@@ -1,109 +1,429 @@
-"""Grad-CAM maps and the image loader behind uploads."""
+"""Grad-CAM maps (checked against a hand-written Grad-CAM), the model left as found, and the image loader behind
+uploads: every mode and size, and every way a file can fail to be an image."""
 import io
+import subprocess
+import sys
+import threading
+import warnings
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from resnet_viz.config import ModelConfig
+from resnet_viz.data import normalize
 from resnet_viz.errors import ConfigError, ImageError
-from resnet_viz.gradcam import default_target, gradcam, gradcam_targets, load_image, overlay
+from resnet_viz.gradcam import GradCamResult, default_target, gradcam, gradcam_targets, load_image, overlay
 from resnet_viz.models import build_model
 
+CONFIGS = [ModelConfig(depth=8), ModelConfig(depth=8, residual=False),
+           ModelConfig(family="imagenet", depth=18, width=0.125, stem="cifar"),
+           ModelConfig(family="imagenet", depth=50, width=0.125, stem="cifar", residual=False)]
 
-def images(n=3, seed=0):
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are tiny: with several intra-op threads, synchronisation costs more than it saves, and on a busy
+    machine it costs a lot. Run this module single-threaded, and put the setting back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def images(n=3, seed=0, size=32):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(depth=8), ModelConfig(depth=8, residual=False),
-                                 ModelConfig(family="imagenet", depth=18, width=0.125, stem="cifar")],
-                         ids=lambda c: c.name)
+def model_for(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg).eval()
+
+
+def reference_gradcam(model, imgs, layer, target=None):
+    """Grad-CAM written out by hand (Selvaraju et al. 2017, eq. 1–2): channel weights are the spatially averaged
+    gradients of the class score, the map is ReLU(Σ_k w_k A^k), then bilinear upsampling and min-max scaling."""
+    saved = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: saved.__setitem__("a", o))
+    try:
+        x = normalize(imgs)
+        logits = model(x)
+        target = logits.argmax(1) if target is None else target
+        grads, = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), saved["a"])
+    finally:
+        handle.remove()
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * saved["a"]).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=imgs.shape[-2:], mode="bilinear")[:, 0].detach()
+    lo, hi = cam.amin((1, 2), keepdim=True), cam.amax((1, 2), keepdim=True)
+    return torch.where(hi - lo > 1e-5 * hi, (cam - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(cam))
+
+
+# --------------------------------------------------------------------------------------------------------- targets
+
+def test_targets_are_stages_and_blocks_in_depth_order():
+    model = model_for(ModelConfig(depth=14))
+    assert gradcam_targets(model) == ["stage1", "stage1.block1", "stage1.block2", "stage2", "stage2.block1",
+                                      "stage2.block2", "stage3", "stage3.block1", "stage3.block2"]
+    assert default_target(model) == "stage3.block2"
+    with torch.device("meta"):
+        r50 = build_model(ModelConfig(family="imagenet", depth=50))
+    targets = gradcam_targets(r50)
+    assert targets[:4] == ["stage2", "stage2.res2a", "stage2.res2b", "stage2.res2c"]
+    assert default_target(r50) == "stage5.res5c" and len(targets) == 4 + 16
+    assert all(isinstance(r50.get_submodule(t), nn.Module) for t in targets)
+
+
+# -------------------------------------------------------------------------------------------------------- gradcam
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
 def test_maps_for_stages_and_blocks(cfg):
-    torch.manual_seed(0)
-    model = build_model(cfg)
+    model = model_for(cfg)
+    imgs = images()
     targets = gradcam_targets(model)
-    assert targets[0] == model.stage_names[0] and default_target(model) == targets[-1]
     for layer in (targets[0], targets[1], default_target(model)):
-        result = gradcam(model, images(), layer)
+        result = gradcam(model, imgs, layer)
+        assert isinstance(result, GradCamResult) and result.layer == layer
         assert result.maps.shape == (3, 32, 32) and result.maps.dtype == torch.float32
         assert float(result.maps.min()) >= 0 and float(result.maps.max()) <= 1
-        assert result.predicted.shape == (3,) and ((0 <= result.predicted) & (result.predicted < 10)).all()
-        assert ((0 < result.confidence) & (result.confidence <= 1)).all()
+        assert result.predicted.shape == (3,) and result.predicted.dtype == torch.int64
+        assert ((0 <= result.predicted) & (result.predicted < 10)).all()
+        assert result.confidence.dtype == torch.float32
+        assert ((0.1 - 1e-6 <= result.confidence) & (result.confidence <= 1)).all()  # max of 10 probabilities
         assert torch.equal(result.target_class, result.predicted)
-    assert gradcam(model, images(), targets[1]).maps.amax(dim=(1, 2)).gt(0).any()  # non-trivial maps
+        logits = model(normalize(imgs))
+        assert torch.equal(result.predicted, logits.argmax(1))
+        torch.testing.assert_close(result.confidence, logits.softmax(1).amax(1))
+        for m in result.maps:  # min-max: every non-zero map spans exactly [0, 1]
+            assert float(m.max()) == 0 or (float(m.min()) == 0 and float(m.max()) == pytest.approx(1))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:3], ids=lambda c: c.name)
+def test_maps_match_a_hand_written_gradcam(cfg):
+    model = model_for(cfg, seed=1)
+    imgs = images(4, seed=1)
+    for layer in (gradcam_targets(model)[1], default_target(model)):
+        result = gradcam(model, imgs, layer)
+        expected = reference_gradcam(model, imgs, layer)
+        torch.testing.assert_close(result.maps, expected, atol=1e-4, rtol=1e-4)
+        # the random net's output depends on the image, so are its maps: not flat, and not all the same
+        assert all(float(m.max() - m.min()) > 0.5 for m in result.maps)
+        assert not torch.allclose(result.maps[0], result.maps[1])
+
+
+def test_map_follows_the_evidence():
+    """A hand-wired net whose class-3 score is the brightness of the image, fed an image bright only in its top-left
+    quarter: Grad-CAM for class 3 must light up that quarter and nothing else. Before the classifier is wired, no
+    class depends on anything, and the all-zero map must stay zero."""
+    model = model_for(ModelConfig(depth=8, batchnorm=False))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.stem.conv.weight[0, :, 1, 1] = 1.0  # channel 0 = the pixel's colour sum (after ReLU: bright pixels)
+        model.stage1.block1.conv1.weight[0, 0, 1, 1] = 1.0  # the block doubles channel 0 (branch + identity)
+        model.stage1.block1.conv2.weight[0, 0, 1, 1] = 1.0
+    img = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    img[:, :, :16, :16] = 255
+    blank = gradcam(model, img, "stage1.block1", target_class=3)
+    assert blank.maps.shape == (1, 32, 32) and float(blank.maps.abs().max()) == 0
+    with torch.no_grad():
+        model.fc.weight[3, 0] = 1.0
+    result = gradcam(model, img, "stage1.block1", target_class=3)
+    assert int(result.predicted) == 3
+    cam = result.maps[0]
+    assert float(cam[:16, :16].min()) == pytest.approx(1) and float(cam[16:].max()) == 0
+    assert float(cam[:, 16:].max()) == 0
+
+
+def test_input_size_and_imagenet_stem():
+    """Maps come back at the input's size; an ImageNet-stem net shrinks 32×32 to 1×1 in its last stage, which gives
+    a constant map — and a constant map is all zero after min-max scaling."""
+    model = model_for(ModelConfig(family="imagenet", depth=18, width=0.125))
+    result = gradcam(model, images(2, size=64), "stage3")
+    assert result.maps.shape == (2, 64, 64) and float(result.maps.max()) == pytest.approx(1)
+    flat = gradcam(model, images(2), default_target(model))
+    assert flat.maps.shape == (2, 32, 32) and float(flat.maps.abs().max()) == 0
+
+
+def test_single_image_and_explicit_targets():
+    model = model_for(ModelConfig(depth=8))
+    one = gradcam(model, images(1)[0], "stage2")
+    assert one.maps.shape == (1, 32, 32)
+    result = gradcam(model, images(2), "stage2", target_class=7)
+    assert result.target_class.tolist() == [7, 7] and result.target_class.dtype == torch.int64
+    torch.testing.assert_close(result.maps, reference_gradcam(model, images(2), "stage2", torch.tensor([7, 7])),
+                               atol=1e-4, rtol=1e-4)
+    assert gradcam(model, images(2), "stage2", target_class=[1, 2]).target_class.tolist() == [1, 2]
+    assert gradcam(model, images(2), "stage2", target_class=torch.tensor(5)).target_class.tolist() == [5, 5]
+    for bad in (10, -1, [1, 2, 3]):
+        with pytest.raises(ConfigError, match="class"):
+            gradcam(model, images(2), "stage2", target_class=bad)
 
 
 def test_model_left_as_found():
-    model = build_model(ModelConfig(depth=8)).train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model = model_for(ModelConfig(depth=8)).train()
+    model.stage1.block1.bn1.eval()  # mixed modes, e.g. frozen BN statistics, must come back exactly
+    model.stem.conv.weight.requires_grad_(False)
+    model(normalize(images(2))).sum().backward()  # gradients a training loop may still need
+    modes = {name: m.training for name, m in model.named_modules()}
+    grads = {name: p.grad.clone() if p.grad is not None else None for name, p in model.named_parameters()}
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
     gradcam(model, images(2), "stage3.block1", target_class=4)
-    assert model.training
-    assert all(p.requires_grad and p.grad is None for p in model.parameters())
-    hooks = [m for m in model.modules() if m._forward_hooks or m._backward_hooks or m._forward_pre_hooks]
-    assert hooks == []
+
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    for name, p in model.named_parameters():
+        if grads[name] is None:
+            assert p.grad is None, name
+        else:
+            torch.testing.assert_close(p.grad, grads[name])
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(v, before[k])  # eval mode inside: BN statistics untouched
+        torch.testing.assert_close(v, state[k])  # eval mode inside: BN running statistics untouched
+    for m in model.modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                      "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs"):
+            assert not getattr(m, hooks, {}), (m, hooks)
+    from torch.nn.modules import module as module_mod
+    assert not module_mod._global_forward_hooks and not module_mod._global_backward_hooks
 
 
-def test_explicit_target_class():
-    model = build_model(ModelConfig(depth=8))
-    result = gradcam(model, images(2), "stage2", target_class=7)
-    assert result.target_class.tolist() == [7, 7]
+def test_works_under_no_grad_and_from_threads():
+    model = model_for(ModelConfig(depth=8))
+    expected = gradcam(model, images(2), "stage2.block1").maps
+    with torch.no_grad():
+        torch.testing.assert_close(gradcam(model, images(2), "stage2.block1").maps, expected)
+    out, errors = [], []
+
+    def work():
+        try:
+            out.append(gradcam(model, images(2), "stage2.block1").maps)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(out) == 3
+    for maps in out:
+        torch.testing.assert_close(maps, expected)
+    assert not model.training
 
 
-def test_unknown_layer():
-    with pytest.raises(ConfigError, match="not a stage or block"):
-        gradcam(build_model(ModelConfig(depth=8)), images(1), "stage9.block1")
-    with pytest.raises(ConfigError):
-        gradcam(build_model(ModelConfig(depth=8)), images(1), "fc")
+def test_unknown_layer_lists_the_valid_ones():
+    model = model_for(ModelConfig(depth=8))
+    with pytest.raises(ConfigError, match="not a stage or block") as info:
+        gradcam(model, images(1), "stage9.block1")
+    assert "stage1.block1" in str(info.value) and "stage3.block1" in str(info.value)
+    for bad in ("fc", "stem.conv", "stage1.block1.conv1", ""):
+        with pytest.raises(ConfigError, match="stage1"):
+            gradcam(model, images(1), bad)
+    with torch.device("meta"):
+        deep = build_model(ModelConfig(depth=110))
+    message = str(pytest.raises(ConfigError, gradcam, deep, images(1), "stage4").value)
+    assert "stage1, stage2, stage3" in message and "stage3.block18" in message and len(message) < 300
 
 
-def encode(img: Image.Image, fmt: str) -> bytes:
+def test_bad_image_tensors():
+    model = model_for(ModelConfig(depth=8))
+    with pytest.raises(ImageError, match="uint8"):
+        gradcam(model, images(1).float(), "stage1")
+    with pytest.raises(ImageError, match="N,3,H,W"):
+        gradcam(model, torch.zeros(1, 1, 32, 32, dtype=torch.uint8), "stage1")
+
+
+def test_import_needs_neither_captum_nor_streamlit():
+    code = ("import sys; sys.modules['captum'] = None; sys.modules['captum.attr'] = None\n"
+            "import resnet_viz.gradcam as g\n"
+            "assert not {'streamlit', 'plotly', 'matplotlib'} & set(sys.modules)\n"
+            "assert g.load_image(open(sys.argv[1], 'rb').read()).shape == (3, 32, 32)")
     buf = io.BytesIO()
-    img.save(buf, format=fmt)
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(buf, "PNG")
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".png") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        proc = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ load_image
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("mode, size, fmt", [("RGB", (640, 480), "JPEG"), ("RGBA", (50, 90), "PNG"),
-                                             ("L", (31, 33), "PNG"), ("P", (200, 10), "PNG"),
-                                             ("I;16", (64, 64), "PNG"), ("RGB", (32, 32), "BMP"),
-                                             ("CMYK", (40, 40), "JPEG")])
+def gradient(w, h):
+    return ((np.arange(w * h) * 7) % 256).reshape(h, w).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode, size, fmt", [
+    ("RGB", (640, 481), "JPEG"), ("RGB", (33, 1000), "PNG"), ("RGBA", (50, 91), "PNG"), ("L", (31, 33), "PNG"),
+    ("L", (300, 17), "JPEG"), ("P", (200, 10), "PNG"), ("P", (45, 47), "GIF"), ("I;16", (64, 65), "PNG"),
+    ("I;16", (37, 29), "TIFF"), ("LA", (41, 60), "PNG"), ("1", (90, 70), "PNG"), ("RGB", (32, 32), "BMP"),
+    ("CMYK", (40, 44), "JPEG"), ("RGB", (7, 5), "WEBP"), ("F", (20, 20), "TIFF"),
+])
 def test_load_any_image(mode, size, fmt, tmp_path):
-    arr = (np.arange(size[0] * size[1]) % 256).reshape(size[1], size[0]).astype(np.uint8)
-    img = Image.fromarray(arr).convert(mode) if mode != "I;16" else Image.fromarray(arr.astype(np.uint16) * 200)
+    arr = gradient(*size)
+    if mode == "I;16":
+        img = Image.fromarray(arr.astype(np.uint16) * 257)
+    elif mode == "F":
+        img = Image.fromarray(arr.astype(np.float32) / 255)
+    else:
+        img = Image.fromarray(arr).convert(mode)
     raw = encode(img, fmt)
     t = load_image(raw)
-    assert t.shape == (3, 32, 32) and t.dtype == torch.uint8
+    assert t.shape == (3, 32, 32) and t.dtype == torch.uint8 and t.is_contiguous()
+    assert int(t.max()) - int(t.min()) > 20  # the picture survived, not a blank
     path = tmp_path / f"x.{fmt.lower()}"
     path.write_bytes(raw)
-    assert torch.equal(load_image(path), t)
+    assert torch.equal(load_image(path), t) and torch.equal(load_image(str(path)), t)
     assert torch.equal(load_image(io.BytesIO(raw)), t)
+    with open(path, "rb") as f:  # a plain file object: read(), no getvalue()
+        assert torch.equal(load_image(f), t)
 
 
-def test_transparent_pixels_become_white():
-    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
-    assert (load_image(encode(img, "PNG")) == 255).all()
+def test_sixteen_bit_images_keep_their_brightness():
+    grey = np.full((40, 40), 0x8080, dtype=np.uint16)
+    assert (load_image(encode(Image.fromarray(grey), "PNG")) == 128).all()
+    assert (load_image(encode(Image.fromarray(grey * 0 + 65535), "PNG")) == 255).all()
 
 
-@pytest.mark.parametrize("raw, message", [(b"hello, this is text\n", "text file"),
-                                          (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "PDF"),
-                                          (b"", "empty")])
+def test_transparency_is_composited_on_white():
+    assert (load_image(encode(Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG")) == 255).all()
+    half = load_image(encode(Image.new("RGBA", (64, 64), (0, 0, 0, 128)), "PNG"))
+    assert ((half >= 125) & (half <= 129)).all()
+    p = Image.new("P", (40, 40), 0)
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.paste(1, (0, 0, 40, 20))
+    t = load_image(encode(p, "PNG", transparency=0))  # palette index 0 transparent: bottom half white
+    assert (t[:, -1] == 255).all() and t[:, 0, 16].tolist() == [255, 0, 0]
+
+
+def test_shorter_side_resized_then_centre_cropped():
+    wide = np.zeros((32, 96, 3), np.uint8)
+    wide[:, :32] = (255, 0, 0)
+    wide[:, 32:64] = (0, 255, 0)
+    wide[:, 64:] = (0, 0, 255)
+    assert (load_image(encode(Image.fromarray(wide), "PNG")) == torch.tensor([0, 255, 0]).view(3, 1, 1)).all()
+    tall = np.zeros((960, 320, 3), np.uint8)  # 320 wide: scaled by 1/10, the centre 320 rows kept
+    tall[:200] = (255, 0, 0)
+    tall[200:760] = (0, 255, 0)
+    tall[760:] = (0, 0, 255)
+    t = load_image(encode(Image.fromarray(tall), "PNG"))
+    assert (t == torch.tensor([0, 255, 0]).view(3, 1, 1)).all()
+    strip = np.zeros((10, 4000, 3), np.uint8)  # extreme aspect ratio: the middle 10×10 becomes the whole image
+    strip[:, 1995:2005] = 255
+    t = load_image(encode(Image.fromarray(strip), "PNG"))
+    assert (t[:, :, 6:26] >= 240).all() and t.float().mean() > 200  # edges: Lanczos reaches into the black
+
+
+def test_downscaling_is_antialiased():
+    checker = (np.indices((320, 320)).sum(0) % 2 * 255).astype(np.uint8)  # 1-pixel checkerboard
+    t = load_image(encode(Image.fromarray(checker), "PNG")).float()
+    assert (t - 127.5).abs().max() < 10  # averaged to grey; point sampling would give pure black or white
+
+
+def test_exif_orientation_is_applied():
+    arr = np.zeros((32, 64, 3), np.uint8)
+    arr[:, :32] = (255, 0, 0)  # left half red, right half blue
+    arr[:, 32:] = (0, 0, 255)
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the left half becomes the top
+    t = load_image(encode(img, "JPEG", exif=exif.tobytes(), quality=95))
+    assert t[0, 2, 28] > 200 and t[2, 2, 28] < 60  # top row red across
+    assert t[2, 29, 3] > 200 and t[0, 29, 3] < 60  # bottom row blue
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"hello, this is text\n", "not an image PIL can read \\(got a text file\\?\\)"),
+    ("caf\u00e9 na\u00efve r\u00e9sum\u00e9 ".encode() * 300, "text file"),
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "got a PDF"),
+    (b"PK\x03\x04\x14\x00\x06\x00" + bytes(100), "zip"),
+    (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "PostScript"),
+    (b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC"),
+    (bytes(range(256)) * 4, "not an image"),
+    (b"", "empty"),
+])
 def test_non_images_are_refused_clearly(raw, message):
     with pytest.raises(ImageError, match=message):
         load_image(raw)
 
 
-def test_truncated_too_big_and_bomb_images():
-    raw = encode(Image.new("RGB", (100, 100), (10, 200, 30)), "PNG")
-    with pytest.raises(ImageError):
+def test_truncated_oversized_and_odd_sources(tmp_path):
+    raw = encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)), "PNG")
+    with pytest.raises(ImageError, match="damaged|truncated"):
         load_image(raw[: len(raw) // 2])
-    with pytest.raises(ImageError, match="MB"):
+    jpeg = encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)), "JPEG")
+    with pytest.raises(ImageError):
+        load_image(jpeg[: len(jpeg) // 3])
+    with pytest.raises(ImageError, match="limit is"):
         load_image(raw, max_bytes=100)
-    with pytest.raises(ImageError, match="too large"):
-        load_image(raw, max_pixels=5000)
+    with pytest.raises(ImageError, match="limit is"):
+        load_image(io.BytesIO(raw), max_bytes=100)
+    path = tmp_path / "big.png"
+    path.write_bytes(raw)
+    with pytest.raises(ImageError, match="limit is"):
+        load_image(path, max_bytes=100)
+    with open(path, "rb") as f:
+        with pytest.raises(ImageError, match="limit is"):
+            load_image(f, max_bytes=100)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="not a file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="not a file"):
+        load_image(tmp_path)
+    with open(path, "r", encoding="latin-1") as f:
+        with pytest.raises(ImageError, match="binary"):
+            load_image(f)
+    with pytest.raises(ImageError):
+        load_image(12345)
 
+
+def test_decompression_bombs_are_refused_without_warnings(monkeypatch):
+    raw = encode(Image.new("L", (200, 150), 9), "PNG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping load_image fails the test
+        with pytest.raises(ImageError, match="too large"):
+            load_image(raw, max_pixels=5000)
+        # PIL's own limits: above MAX_IMAGE_PIXELS it warns, above twice that it raises. Neither may escape.
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
+        assert load_image(raw, max_pixels=10**9).shape == (3, 32, 32)  # 30 000 px: PIL only warns, we allow it
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+        with pytest.raises(ImageError, match="too large"):
+            load_image(raw, max_pixels=10**9)
+    # real bombs: tiny PNGs whose header claims 8 000 × 8 000 (over our limit) or 30 000 × 30 000 pixels (over PIL's)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1024 * 1024 * 1024 // 4 // 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for side in (8_000, 30_000):
+            with pytest.raises(ImageError, match="too large"):
+                load_image(png_claiming(side, side))
+
+
+def png_claiming(width, height):
+    """A 1×1 PNG whose header says width × height: what a decompression bomb looks like before decoding."""
+    import struct
+    import zlib
+    raw = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    assert raw[12:16] == b"IHDR"
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)
+
+
+# ---------------------------------------------------------------------------------------------------------- overlay
 
 def test_overlay():
     img = torch.zeros(3, 32, 32, dtype=torch.uint8)
@@ -111,5 +431,15 @@ def test_overlay():
     cam[:16] = 1
     out = overlay(img, cam)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
-    assert out[0, 0, 0] > out[0, 0, 2]  # hot = red
-    assert out[31, 0, 2] > out[31, 0, 0]  # cold = blue
+    assert out[0, 0, 0] > 50 and out[0, 0, 1] < 10 and out[0, 0, 2] < 10  # hot = (dark) red
+    assert out[31, 0, 2] > 50 and out[31, 0, 0] < 10 and out[31, 0, 1] < 10  # cold = (dark) blue
+    grey = torch.full((3, 32, 32), 200, dtype=torch.uint8)
+    assert (overlay(grey, cam, alpha=0) == 200).all()
+    assert np.array_equal(overlay(grey, cam, alpha=1), overlay(img, cam, alpha=1))
+    mid = overlay(img, torch.full((32, 32), 0.5), alpha=1)[0, 0]
+    assert mid[1] > 200 and mid[0] < mid[1] and mid[2] < mid[1]  # the middle of jet is green-ish
+    big = overlay(torch.zeros(3, 128, 128, dtype=torch.uint8), cam)  # a small map stretched onto a big image
+    assert big.shape == (128, 128, 3) and big[0, 0, 0] > 50 and big[127, 0, 2] > 50
+    assert overlay(img.numpy(), cam.numpy()).shape == (32, 32, 3)
+    with pytest.raises(ValueError):
+        overlay(img, cam, alpha=2)
