@@ -1,0 +1,131 @@
+"""AppTest for the Home page (app.py) and the Build page: they render, react to the depth, and explain bad choices."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 90
+K = "keep_build_"  # the Build page's widget keys (ui.KEEP_PREFIX + "build_")
+
+
+@pytest.fixture(autouse=True)
+def folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_VIZ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("RESNET_VIZ_DATA", str(tmp_path / "data"))
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def subheaders(at: AppTest) -> list[str]:
+    return [s.value for s in at.subheader]
+
+
+def test_home_renders(tmp_path):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert "Residual learning" in at.title[0].value
+    text = " ".join(m.value for m in at.markdown)
+    assert "F(x) + x" in text and "degradation" in text.lower()
+    assert "[512, 512, 2048]" in text and "global average pool" in text  # the seed article's slips
+    assert len(charts(at)) == 1  # the residual block picture
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Device found"] in {"CPU", "CUDA", "MPS"}
+    assert metrics["CIFAR-10"] == "not yet" and metrics["Runs"] == "no runs yet"
+    captions = " ".join(c.value for c in at.caption)
+    assert str(tmp_path / "data") in captions and str(tmp_path / "runs") in captions
+
+
+def build() -> AppTest:
+    return AppTest.from_file(str(ROOT / "pages" / "1_Build.py"), default_timeout=TIMEOUT)
+
+
+def test_build_renders_both_twins():
+    at = build().run()
+    no_exception(at)
+    assert not at.error
+    assert subheaders(at) == ["Plain twin · plain-20", "ResNet · resnet-20"]
+    assert len(charts(at)) == 2  # the two block diagrams
+    assert len(at.dataframe) == 2  # the two layer tables
+    assert at.session_state["build_config"]["depth"] == 20
+
+
+def test_build_depth_56_shows_two_summaries():
+    at = build().run()
+    at.number_input(key=K + "cifar_depth").set_value(56).run()
+    no_exception(at)
+    assert subheaders(at) == ["Plain twin · plain-56", "ResNet · resnet-56"]
+    params = [m.value for m in at.metric if m.label == "Parameters"]
+    assert params == ["853.02K", "853.02K"]  # option A: the shortcuts have no parameters
+    assert [m.value for m in at.metric if m.label == "Weight layers"] == ["56", "56"]
+    assert "6.97%" in " ".join(i.value for i in at.info)  # paper Table 6
+
+
+def test_build_paper_depth_pill_sets_the_depth():
+    at = build().run()
+    at.button_group(key="build_cifar_pick").set_value(110).run()
+    no_exception(at)
+    assert at.number_input(key=K + "cifar_depth").value == 110
+    assert subheaders(at)[1] == "ResNet · resnet-110"
+    assert at.multiselect(key=K + "collapse_cifar_110").value == ["stage1", "stage2", "stage3"]
+
+
+def test_build_bad_depth_shows_an_error_not_an_exception():
+    at = build().run()
+    at.number_input(key=K + "cifar_depth").set_value(21).run()
+    no_exception(at)
+    assert len(at.error) == 1 and "6n+2" in at.error[0].value and "21" in at.error[0].value
+    assert not subheaders(at) and not charts(at)
+    at.number_input(key=K + "cifar_depth").set_value(20).run()  # and it recovers
+    no_exception(at)
+    assert not at.error and len(subheaders(at)) == 2
+
+
+def test_build_bad_width_shows_an_error():
+    at = build().run()
+    at.number_input(key=K + "width").set_value(0.0).run()
+    no_exception(at)
+    assert len(at.error) == 1 and "Width" in at.error[0].value
+
+
+def test_build_imagenet_resnet50():
+    at = build().run()
+    at.radio(key=K + "family").set_value("imagenet").run()
+    no_exception(at)
+    assert not at.error
+    assert subheaders(at) == ["Plain twin · plain-50", "ResNet · resnet-50"]
+    assert at.radio(key=K + "shortcut").value == "B"  # the ImageNet nets' default
+    params = [m.value for m in at.metric if m.label == "Parameters"]
+    assert params == ["20.75M", "23.53M"]  # torchvision's resnet50 with a 10-class head; B adds projections
+    assert "more parameters" in at.info[0].value
+    at.radio(key=K + "stem").set_value("cifar").run()
+    no_exception(at)
+    assert subheaders(at)[1] == "ResNet · resnet-50 (CIFAR stem)"
+
+
+def test_build_layer_table_toggle_and_collapse():
+    at = build().run()
+    rows_weight = len(at.dataframe[0].value)
+    at.toggle(key=K + "all_layers").set_value(True).run()
+    no_exception(at)
+    assert len(at.dataframe[0].value) > rows_weight == 20
+    at.multiselect(key=K + "collapse_cifar_20").set_value(["stage2"]).run()
+    no_exception(at)
+    assert len(charts(at)) == 2
+
+
+def test_build_choices_survive_in_session_state():
+    at = build().run()
+    at.number_input(key=K + "cifar_depth").set_value(32).run()
+    at.toggle(key=K + "batchnorm").set_value(False).run()
+    no_exception(at)
+    assert at.session_state[K + "cifar_depth"] == 32 and at.session_state[K + "batchnorm"] is False
+    assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
+    at.run()  # a rerun (as after a page switch) keeps them
+    assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
