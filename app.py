@@ -1,155 +1,20 @@
-"""Home page of the resnet_viz app: what residual learning is, the two block types, and this machine's setup.
-
-Run with `streamlit run app.py`; the other pages live in pages/. Pages are views only: widgets, layout and calls into
-resnet_viz.
-"""
-from __future__ import annotations
-
+"""resnet_viz: `streamlit run app.py`. This entry point only names the pages; each lives in pages/ and is a view over
+the `resnet_viz` package."""
 import sys
-import warnings
 from pathlib import Path
 
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds the package
+if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds the package and ui.py
     sys.path.insert(0, str(ROOT))
 
-import ui  # noqa: E402
-from resnet_viz.plots import residual_block_diagram  # noqa: E402
-
-ui.page_setup("Home", "🧱")
-
-
-@st.cache_resource(show_spinner=False)
-def find_device() -> tuple[str, str]:
-    """("CUDA" | "MPS" | "CPU", details). torch is imported only for this check."""
-    import torch
-    if torch.cuda.is_available():
-        return "CUDA", torch.cuda.get_device_name(0)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "MPS", "Apple-silicon GPU (Metal)"
-    return "CPU", f"{torch.get_num_threads()} threads — fine for the small presets; deep nets train slowly"
-
-
-def cifar_status(root: Path) -> str:
-    candidates = [root, root / "cifar-10-batches-py"]
-    if any((c / "test_batch").exists() or (c / "data_batch_1").exists() for c in candidates):
-        return "CIFAR-10 found (python batches)"
-    if root.is_dir() and any((c / "train").is_dir() for c in [root, *[p for p in root.iterdir() if p.is_dir()]]):
-        return "CIFAR-10 found (image folder)"
-    return ("CIFAR-10 not here yet — training downloads it (about 170 MB), or point `RESNET_VIZ_DATA` at a folder "
-            "that has it")
-
-
-def runs_status(root: Path) -> str:
-    if not root.is_dir():
-        return "no runs yet"
-    try:
-        from resnet_viz.store import RunStore
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            n = len(RunStore(root).list())
-    except Exception:  # a listing problem must not take the home page down
-        n = sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return f"{n} saved run{'s' if n != 1 else ''}" if n else "no runs yet"
-
-
-st.title("Residual learning, seen from the inside")
-st.caption("An interactive companion to He, Zhang, Ren & Sun, *Deep Residual Learning for Image Recognition* (2015): "
-           "train a plain CIFAR network and its ResNet twin, then compare their loss curves, gradients and Grad-CAM "
-           "maps.")
-
-left, right = st.columns(2, gap="large")
-with left:
-    st.markdown(
-        """
-#### The degradation problem
-Stack more layers on a plain convolutional network and, past some depth, it gets **worse — on the training set
-too**. In the paper's Fig. 6 a plain 56-layer net has *higher training error* than a plain 20-layer net, so this is
-not overfitting: the deeper net is simply harder to optimise. A deeper net could always copy the shallower one and
-set its extra layers to the identity, yet SGD does not find that solution.
-
-#### Not vanishing gradients
-The paper argues the cause is not vanishing gradients: with batch normalisation the forward signals keep a healthy
-variance and the backward gradients keep healthy norms (you can check this on the *Gradient flow* page). The deep
-plain nets still train, only much more slowly — the paper conjectures their convergence rate is exponentially low.
-"""
-    )
-with right:
-    st.markdown(
-        """
-#### The fix: learn F(x) and add x back
-Instead of asking a few stacked layers to fit a mapping H(x) directly, a **residual block** lets them fit the residual
-F(x) = H(x) − x and adds the input back through a *shortcut*: the block outputs **F(x) + x**. If the identity is what
-is needed, the layers only have to push F towards zero. The shortcut is free (no parameters) when the shapes match;
-where a block halves the map and doubles the channels, the shortcut either zero-pads the new channels (option A) or
-projects x with a 1×1 convolution (options B/C).
-"""
-    )
-
-figure, caption = st.columns([1.7, 1], gap="large", vertical_alignment="center")
-with figure:
-    st.plotly_chart(residual_block_diagram(), width="stretch", config={"displayModeBar": False},
-                    key="home_block_diagram")
-with caption:
-    st.markdown(
-        """
-**What you are looking at.** The two block types of ResNet-50 as the seed article names them. The orange boxes are
-the residual function F(x): a 1×1 conv that narrows the channels, a 3×3 conv, a 1×1 conv that widens them again
-(the CIFAR nets use two 3×3 convs instead). The blue arc is the shortcut, which meets F(x) at ⊕ before the last ReLU.
-
-*Left*, the **identity block**: input and output have the same shape, so the shortcut is x itself.
-
-*Right*, the **convolutional block**, first in each stage: the block halves the map (stride 2) and widens the
-channels, so the shortcut needs a 1×1 conv with stride 2 and BN (W<sub>s</sub>x) to match the shape.
-""", unsafe_allow_html=True)
-
-with st.expander("Two slips in the seed article, and how this app builds it instead"):
-    st.markdown(
-        """
-- **Stage-5 identity block filters.** The article writes them as "256x256x2048". The paper's Table 1 and
-  torchvision's `resnet50` have **[512, 512, 2048]**: 1×1 conv to 512, 3×3 conv with 512, 1×1 conv to 2048 —
-  the same 1 : 1 : 4 pattern as every other stage.
-- **The pool before the classifier.** The article uses a 2×2 average pool; the paper uses a **global average pool**
-  (one number per channel, over the whole 7×7 map), as torchvision does and as this app builds.
-- Also worth knowing: like torchvision (ResNet "v1.5"), this app puts a bottleneck's stride on its 3×3 conv; the
-  paper and the article put it on the first 1×1 conv.
-"""
-    )
-
-# ---------------------------------------------------------------------------------------------------------------
-# PRESETS — the lead adds the preset cards here (e.g. "plain-20 vs resnet-20 in 5 minutes", "paper Fig. 6").
-presets_slot = st.container()
-# ---------------------------------------------------------------------------------------------------------------
-
-st.subheader("Your setup")
-device, detail = find_device()
-data, runs = Path(ui.data_dir()).expanduser(), Path(ui.runs_dir()).expanduser()
-c1, c2, c3 = st.columns(3)
-with c1:
-    st.metric("Device found", device, help="Training uses CUDA if present, then Apple's MPS, then the CPU.")
-    st.caption(detail)
-with c2:
-    st.metric("CIFAR-10", "ready" if "found" in cifar_status(data) else "not yet",
-              help="Change it in the sidebar (▸ Folders) or with the RESNET_VIZ_DATA environment variable.")
-    st.caption(f"`{data}` — {cifar_status(data)}")
-with c3:
-    st.metric("Runs", runs_status(runs),
-              help="Change it in the sidebar (▸ Folders) or with the RESNET_VIZ_RUNS environment variable.")
-    st.caption(f"`{runs.resolve()}`")
-
-st.subheader("Where to go next")
-NEXT = (
-    ("pages/1_Build.py", "**Build** — pick a depth, see a ResNet and its plain twin side by side",
-     ":material/construction:"),
-    ("pages/2_Train.py", "**Train** — train a plain net and its ResNet twin", ":material/model_training:"),
-    ("pages/3_Gradient_flow.py", "**Gradient flow** — per-layer gradient norms, plain vs residual",
-     ":material/waterfall_chart:"),
-    ("pages/4_Grad-CAM.py", "**Grad-CAM** — where each trained net looks", ":material/visibility:"),
-    ("pages/5_Compare_runs.py", "**Compare runs** — the paper's Fig. 6 from your own runs", ":material/compare:"),
-)
-for page, label, icon in NEXT:
-    if (ROOT / page).is_file():  # pages are added one by one; link only those that exist
-        st.page_link(page, label=label, icon=icon)
+PAGES = [
+    st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/1_Build.py", title="Build", icon="🧱", url_path="Build"),
+    st.Page("pages/2_Train.py", title="Train", icon="🏋️", url_path="Train"),
+    st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon="🌊", url_path="Gradient_flow"),
+    st.Page("pages/4_Grad-CAM.py", title="Grad-CAM", icon="🔥", url_path="Grad-CAM"),
+    st.Page("pages/5_Compare_runs.py", title="Compare runs", icon="📊", url_path="Compare_runs"),
+]
+st.navigation(PAGES).run()

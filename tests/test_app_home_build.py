@@ -129,3 +129,17 @@ def test_build_choices_survive_in_session_state():
     assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
     at.run()  # a rerun (as after a page switch) keeps them
     assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
+
+
+def test_home_preset_queues_runs_and_opens_train(tmp_path, monkeypatch):
+    from cifar_fixtures import write_python_batches
+    from resnet_viz.jobs import job_queue
+    from resnet_viz.store import RunStore
+    monkeypatch.setenv("RESNET_VIZ_DATA", str(write_python_batches(tmp_path / "cifar", 4, 2)))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.button(key="home_preset_degradation").click().run()
+    no_exception(at)
+    assert at.title[0].value == "Train"  # switched to the Train page
+    assert job_queue().wait(120)
+    runs = RunStore(tmp_path / "runs").list()
+    assert sorted(r.label for r in runs) == ["plain-20", "plain-56"] and all(r.state == "finished" for r in runs)
