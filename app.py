@@ -10,11 +10,11 @@ if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds t
     sys.path.insert(0, str(ROOT))
 
 PAGES = [
-    st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/1_Build.py", title="Build", icon="🧱", url_path="Build"),
-    st.Page("pages/2_Train.py", title="Train", icon="🏋️", url_path="Train"),
-    st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon="🌊", url_path="Gradient_flow"),
-    st.Page("pages/4_Grad-CAM.py", title="Grad-CAM", icon="🔥", url_path="Grad-CAM"),
-    st.Page("pages/5_Compare_runs.py", title="Compare runs", icon="📊", url_path="Compare_runs"),
+    st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Build.py", title="Build", icon=":material/construction:", url_path="Build"),
+    st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
+    st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon=":material/waterfall_chart:", url_path="Gradient_flow"),
+    st.Page("pages/4_Grad-CAM.py", title="Grad-CAM", icon=":material/visibility:", url_path="Grad-CAM"),
+    st.Page("pages/5_Compare_runs.py", title="Compare runs", icon=":material/compare:", url_path="Compare_runs"),
 ]
 st.navigation(PAGES).run()

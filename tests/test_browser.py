@@ -81,7 +81,7 @@ def server(tmp_path_factory):
 def page(server):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": int(os.environ.get("RESNET_VIZ_E2E_HEIGHT", "1400"))})
         pg = context.new_page()
         pg.set_default_timeout(60_000)
         yield pg
