@@ -16,5 +16,6 @@ PAGES = [
     st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon=":material/waterfall_chart:", url_path="Gradient_flow"),
     st.Page("pages/4_Grad-CAM.py", title="Grad-CAM", icon=":material/visibility:", url_path="Grad-CAM"),
     st.Page("pages/5_Compare_runs.py", title="Compare runs", icon=":material/compare:", url_path="Compare_runs"),
+    st.Page("pages/6_Analyses.py", title="Analyses", icon=":material/science:", url_path="Analyses"),
 ]
 st.navigation(PAGES).run()
