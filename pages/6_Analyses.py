@@ -290,7 +290,7 @@ if is_open(1):
             if results:
                 ui.plotly(AP.branch_ratio_figure([e.series(r) for e, r in results], log_y=log_br), key="an_branch")
             recorded = 0
-            for e in residual:
+            for e in ([] if fresh else residual):  # an untrained model has no training history
                 try:
                     m = e.run.metrics
                 except ResnetVizError as err:
@@ -307,9 +307,10 @@ if is_open(1):
                     continue
                 ui.plotly(fig, key=f"an_branch_hist_{e.run.id}")
                 recorded += 1
-            if not recorded:
-                st.caption("None of these runs recorded the ratios during training. Runs whose metrics hold "
-                           "`branch_ratio_step` and `branch_ratios` also show them here, step by step.")
+            if not recorded and not fresh:
+                st.caption("None of these runs recorded the ratios during training (runs trained with "
+                           "`branch_ratio_every` = 0, or before it existed). Newer runs log them every 10 steps "
+                           "and show them here, step by step.")
         st.markdown(
             "**What this shows.** For each residual block, ‖F(x)‖ — the residual branch's output after its last BN, "
             "before the addition — divided by ‖x‖, the norm of what arrives through the shortcut, per image and "

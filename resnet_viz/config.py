@@ -115,6 +115,7 @@ class TrainConfig:
     record_grad_norms: bool = True
     grad_norm_every: int = 1
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
+    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖x‖ per block on 64 test images every N steps; 0 = off
     max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
 
     def validate(self) -> "TrainConfig":
@@ -134,8 +135,10 @@ class TrainConfig:
             raise ConfigError(f"Unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}.")
         if self.device not in DEVICES:
             raise ConfigError(f"Unknown device {self.device!r}: choose one of {', '.join(DEVICES)}.")
-        if self.warmup_steps < 0 or self.eval_every < 0 or self.grad_norm_every < 1 or self.flush_every < 1:
-            raise ConfigError("warmup_steps and eval_every must be ≥ 0; grad_norm_every and flush_every ≥ 1.")
+        if (self.warmup_steps < 0 or self.eval_every < 0 or self.branch_ratio_every < 0 or self.grad_norm_every < 1
+                or self.flush_every < 1):
+            raise ConfigError("warmup_steps, eval_every and branch_ratio_every must be ≥ 0; grad_norm_every and "
+                              "flush_every ≥ 1.")
         if self.eval_images < 10:
             raise ConfigError(f"Evaluate on at least 10 images, got {self.eval_images}.")
         if self.max_steps is not None and self.max_steps < 1:

@@ -110,6 +110,7 @@ class Run:
     created: float
     _metrics: dict | None = field(default=None, repr=False)
     _layer_names: list[str] | None = field(default=None, repr=False)
+    _branch_names: list[str] | None = field(default=None, repr=False)
 
     @property
     def state(self) -> str:
@@ -126,7 +127,7 @@ class Run:
     def _load_metrics(self) -> None:
         path = self.path / "metrics.safetensors"
         if not path.is_file():
-            self._metrics, self._layer_names = {}, []
+            self._metrics, self._layer_names, self._branch_names = {}, [], []
             return
         from safetensors import safe_open
         try:
@@ -134,6 +135,7 @@ class Run:
                 meta = f.metadata() or {}
                 self._metrics = {k: f.get_tensor(k) for k in f.keys()}
             self._layer_names = json.loads(meta.get("layer_names", "[]"))
+            self._branch_names = json.loads(meta.get("branch_names", "[]"))
         except Exception as e:  # a torn or foreign file: report, don't crash a listing
             raise RunStoreError(f"Run {self.id}: its metrics file cannot be read ({e}).") from e
 
@@ -148,6 +150,13 @@ class Run:
         if self._layer_names is None:
             self._load_metrics()
         return self._layer_names
+
+    @property
+    def branch_names(self) -> list[str]:
+        """The residual blocks whose ‖F(x)‖/‖x‖ the run recorded (columns of metrics["branch_ratios"])."""
+        if self._layer_names is None:
+            self._load_metrics()
+        return self._branch_names
 
     def summary(self) -> dict:
         """One JSON-ready object, as `list --json` prints it."""
@@ -203,11 +212,14 @@ class RunWriter:
     def heartbeat(self, **extra) -> None:
         self.set_status(self._status.get("status", "running"), **extra)
 
-    def write_metrics(self, metrics: dict[str, np.ndarray], layer_names: list[str]) -> None:
+    def write_metrics(self, metrics: dict[str, np.ndarray], layer_names: list[str],
+                      branch_names: list[str] | None = None) -> None:
         from safetensors.numpy import save_file
         arrays = {k: np.ascontiguousarray(v) for k, v in metrics.items()}
-        _atomic_write(self.path / "metrics.safetensors",
-                      lambda tmp: save_file(arrays, tmp, metadata={"layer_names": json.dumps(layer_names)}))
+        metadata = {"layer_names": json.dumps(layer_names)}
+        if branch_names:
+            metadata["branch_names"] = json.dumps(branch_names)
+        _atomic_write(self.path / "metrics.safetensors", lambda tmp: save_file(arrays, tmp, metadata=metadata))
 
     def write_checkpoint(self, model) -> None:
         from safetensors.torch import save_file
@@ -325,22 +337,29 @@ class RunStore:
                               default=_json_default, allow_nan=True)
         if fmt != "csv":
             raise RunStoreError(f"Unknown export format {fmt!r}: choose csv or json.")
-        return metrics_to_csv(run.metrics, run.layer_names)
+        return metrics_to_csv(run.metrics, run.layer_names, run.branch_names)
 
 
-def metrics_to_csv(m: dict[str, np.ndarray], layer_names: list[str]) -> str:
-    """One row per training step; evaluation and gradient-norm columns are filled on the steps that have them."""
+def metrics_to_csv(m: dict[str, np.ndarray], layer_names: list[str], branch_names: list[str] = ()) -> str:
+    """One row per training step; evaluation, gradient-norm and branch-ratio columns are filled on the steps that
+    have them."""
     n = len(m.get("loss", ()))
     evals = {int(s): i for i, s in enumerate(m.get("eval_step", ()))}
     grads = {int(s): i for i, s in enumerate(m.get("grad_norm_step", ()))}
+    ratios = m.get("branch_ratios")
+    branch_names = list(branch_names) if ratios is not None and ratios.ndim == 2 and \
+        ratios.shape[1] == len(branch_names) else []
+    probes = {int(s): i for i, s in enumerate(m.get("branch_ratio_step", ()))} if branch_names else {}
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["step", *PER_STEP_KEYS, *PER_EVAL_KEYS[:-1], *(f"grad_norm:{name}" for name in layer_names)])
+    w.writerow(["step", *PER_STEP_KEYS, *PER_EVAL_KEYS[:-1], *(f"grad_norm:{name}" for name in layer_names),
+                *(f"branch_ratio:{name}" for name in branch_names)])
     steps = sorted(set(range(n)) | set(evals))
     for s in steps:
         row = [s] + [_fmt(m[k][s]) if s < n and k in m else "" for k in PER_STEP_KEYS]
         row += [_fmt(m[k][evals[s]]) if s in evals else "" for k in PER_EVAL_KEYS[:-1]]
         row += [_fmt(v) for v in m["grad_norms"][grads[s]]] if s in grads else [""] * len(layer_names)
+        row += [_fmt(v) for v in ratios[probes[s]]] if s in probes else [""] * len(branch_names)
         w.writerow(row)
     return out.getvalue()
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset
+from .analysis import branch_ratio_names, branch_ratio_probe
 from .errors import ConfigError
 from .models import build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
@@ -27,6 +28,7 @@ from .store import RunStore, RunWriter
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
+BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,13 +116,17 @@ class TrainResult:
 class _Metrics:
     """Host-side arrays, filled from device buffers at each flush."""
 
-    def __init__(self, total_steps: int, n_layers: int, grad_every: int, record_grads: bool):
+    def __init__(self, total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
+                 n_blocks: int = 0, probe_every: int = 0):
         self.loss = np.full(total_steps, np.nan, np.float32)
         self.batch_error = np.full(total_steps, np.nan, np.float32)
         self.lr = np.zeros(total_steps, np.float32)
         n_grad = -(-total_steps // grad_every) if record_grads else 0
         self.grad_norm_step = np.arange(n_grad, dtype=np.int64) * grad_every
         self.grad_norms = np.full((n_grad, n_layers), np.nan, np.float32)
+        n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
+        self.branch_ratio_step = np.arange(n_probe, dtype=np.int64) * max(1, probe_every)
+        self.branch_ratios = np.full((n_probe, n_blocks), np.nan, np.float32)
         self.evals: dict[str, list] = {k: [] for k in
                                        ("eval_step", "train_loss", "train_error", "test_loss", "test_error",
                                         "eval_time")}
@@ -135,6 +141,10 @@ class _Metrics:
             "grad_norm_step": self.grad_norm_step[:n_grad],
             "grad_norms": self.grad_norms[:n_grad],
         }
+        if len(self.branch_ratio_step):
+            n_probe = int(np.searchsorted(self.branch_ratio_step, steps_done))
+            out["branch_ratio_step"] = self.branch_ratio_step[:n_probe]
+            out["branch_ratios"] = self.branch_ratios[:n_probe]
         out["eval_step"] = np.asarray(self.evals["eval_step"], np.int64)
         for k in ("train_loss", "train_error", "test_loss", "test_error", "eval_time"):
             out[k] = np.asarray(self.evals[k], np.float32)
@@ -222,7 +232,13 @@ class Trainer:
         def autocast():  # bf16 on CUDA (Hopper/Ampere tensor cores); fp32 elsewhere
             return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
-        host = _Metrics(total, len(names), tc.grad_norm_every, tc.record_grad_norms)
+        # ‖F(x)‖/‖x‖ per residual block over training (issue: how much does each block change its input?)
+        branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
+        probe_images = eval_test[0][:BRANCH_PROBE_IMAGES]
+        probe_buf: list[torch.Tensor] = []  # device tensors, copied to the host at each flush
+        probe_flushed = 0
+        host = _Metrics(total, len(names), tc.grad_norm_every, tc.record_grad_norms, len(branch_names),
+                        tc.branch_ratio_every)
         window = tc.flush_every
         loss_buf = torch.zeros(window, device=device)
         err_buf = torch.zeros(window, device=device)
@@ -234,7 +250,12 @@ class Trainer:
 
         def flush(upto: int) -> int | None:
             """Copy steps [flushed_to, upto) to the host in bulk; return the first non-finite step, if any."""
-            nonlocal flushed_to
+            nonlocal flushed_to, probe_flushed
+            if probe_buf:
+                rows = torch.stack(probe_buf).cpu().numpy()
+                host.branch_ratios[probe_flushed:probe_flushed + len(rows)] = rows
+                probe_flushed += len(rows)
+                probe_buf.clear()
             k = upto - flushed_to
             if k <= 0:
                 return None
@@ -293,7 +314,7 @@ class Trainer:
         def save(step: int, state: str, **extra) -> None:
             if self.writer is None:
                 return
-            self.writer.write_metrics(host.as_dict(step), names)
+            self.writer.write_metrics(host.as_dict(step), names, branch_names)
             self.writer.set_status(state, step=step, total_steps=total, device=describe_device(device),
                                    seconds=time.perf_counter() - started, **extra)
 
@@ -315,6 +336,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 host.lr[step] = lr
+                if branch_names and step % tc.branch_ratio_every == 0:
+                    probe_buf.append(branch_ratio_probe(model, probe_images))  # eval mode inside, restored after
                 idx = perm[i * batch:(i + 1) * batch]
                 x = normalize(augment_batch(train_x[idx], generator))
                 y = train_y[idx]

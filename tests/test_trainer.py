@@ -151,3 +151,43 @@ def test_memory_estimate_rejects_what_cannot_fit(tiny_data):
     cfg = RunConfig(model=ModelConfig(depth=1202), train=TrainConfig(batch_size=100_000, device="cpu"))
     with pytest.raises(ConfigError, match="GiB"):
         Trainer(cfg, data=tiny_data, save=False).run()
+
+
+def test_branch_ratios_recorded_for_residual_nets_only(tiny_data, tmp_path):
+    """Every N steps the trainer logs ‖F(x)‖/‖x‖ per block; the first row equals the analysis at initialisation,
+    the store keeps the block names, the CSV export has a column per block, and plain nets log nothing."""
+    from resnet_viz.analysis import branch_ratio_names, branch_ratios
+    from resnet_viz.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
+    from resnet_viz.data import stratified_subset
+
+    store = RunStore(tmp_path)
+    result = Trainer(tiny_config(branch_ratio_every=3), data=tiny_data, store=store).run()
+    m = result.metrics
+    names = branch_ratio_names(result.model)
+    assert len(names) == 3  # depth 8: one block per stage
+    np.testing.assert_array_equal(m["branch_ratio_step"], np.arange(0, result.steps, 3))
+    assert m["branch_ratios"].shape == (len(m["branch_ratio_step"]), 3)
+    assert np.isfinite(m["branch_ratios"]).all() and (m["branch_ratios"] > 0).all()
+
+    torch.manual_seed(tiny_config().train.seed)
+    fresh = build_model(TINY_MODEL).to(memory_format=torch.channels_last)
+    probe = tiny_data.test_images[stratified_subset(tiny_data.test_labels, 20, seed=EVAL_SUBSET_SEED)]
+    expected = [v for _, v in branch_ratios(fresh, probe[:BRANCH_PROBE_IMAGES])]
+    np.testing.assert_allclose(m["branch_ratios"][0], expected, rtol=1e-4)
+
+    run = store.get(result.run_id)
+    assert run.branch_names == names
+    header = store.export(result.run_id, "csv").splitlines()[0].split(",")
+    assert [h for h in header if h.startswith("branch_ratio:")] == [f"branch_ratio:{n}" for n in names]
+
+    plain = RunConfig(model=ModelConfig(depth=8, width=0.5, residual=False), train=tiny_config().train)
+    plain.train.branch_ratio_every = 3
+    pm = Trainer(plain, data=tiny_data, save=False).run().metrics
+    assert "branch_ratios" not in pm and "branch_ratio_step" not in pm
+
+
+def test_branch_ratio_logging_off_and_bad_value(tiny_data):
+    m = Trainer(tiny_config(branch_ratio_every=0, max_steps=3), data=tiny_data, save=False).run().metrics
+    assert "branch_ratios" not in m
+    with pytest.raises(ConfigError):
+        tiny_config(branch_ratio_every=-1).validate()
