@@ -73,8 +73,9 @@ set its extra layers to the identity, yet SGD does not find that solution.
 
 #### Not vanishing gradients
 The paper argues the cause is not vanishing gradients: with batch normalisation the forward signals keep a healthy
-variance and the backward gradients keep healthy norms (you can check this on the *Gradient flow* page). The deep
-plain nets still train, only much more slowly — the paper conjectures their convergence rate is exponentially low.
+variance and the backward gradients keep healthy norms. The deep plain nets still train, only much more slowly — the
+paper conjectures their convergence rate is exponentially low. The *Gradient flow* page shows what your own runs'
+gradients do, and says so where a brief run looks different from the paper's account.
 """
     )
 with right:
@@ -164,6 +165,8 @@ NEXT = (
      ":material/waterfall_chart:"),
     ("pages/4_Grad-CAM.py", "**Grad-CAM** — where each trained net looks", ":material/visibility:"),
     ("pages/5_Compare_runs.py", "**Compare runs** — the paper's Fig. 6 from your own runs", ":material/compare:"),
+    ("pages/6_Analyses.py", "**Analyses** — six measurements of why residual nets train better",
+     ":material/science:"),
 )
 for page, label, icon in NEXT:
     if (ROOT / page).is_file():  # pages are added one by one; link only those that exist

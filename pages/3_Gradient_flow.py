@@ -37,9 +37,17 @@ for i, run in enumerate(chosen):
         ui.plotly(fig, key=f"heat_{run.id}")
 st.markdown("**What you are looking at.** One row per layer (input at the top, classifier at the bottom), one "
             "column per training step, colour = log₁₀ of the gradient norm, on one shared colour scale so the "
-            "panels compare colour for colour. Bright rows get large gradients, dark rows small ones. With "
-            "BatchNorm, neither net's early layers go dark: the gradients do not vanish. Look instead at how they "
-            "are *distributed* across depth and how they change as the loss falls and the learning rate drops.")
+            "panels compare colour for colour. Bright rows get large gradients, dark rows small ones. He et al. "
+            "report that with BatchNorm their plain nets' gradients keep healthy norms: the degradation problem is "
+            "an optimisation difficulty, not vanishing gradients. Read your runs against that — what they show:")
+findings = [(run, plots.gradient_flow_finding(run.metrics["grad_norms"], run.layer_names, run.metrics.get("loss")))
+            for run in chosen]
+st.markdown("\n".join(f"- **{ui.run_name(run)}**: {f['sentence']}." for run, f in findings))
+if any(f["stuck"] and f["trend"] == "fades" for _, f in findings):
+    st.caption("A brief run is not the paper's 64,000 iterations: a deep plain net that stalls early can end with "
+               "faint early-layer gradients. That is a net that has stopped learning — compare its step-0 column, "
+               "where BatchNorm's gradients are large at the input end — not evidence that vanishing gradients "
+               "caused the stall. The “Without BatchNorm” preset shows what gradients do without BN.")
 
 # -------------------------------------------------------------------------------------------------- profiles ----
 st.subheader("Depth profiles at chosen steps")

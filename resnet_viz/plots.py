@@ -265,6 +265,39 @@ def first_last_ratio(grad_norms: Any, layer_names: Sequence[str] | None = None) 
     return r
 
 
+def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, loss: Any = None) -> dict:
+    """What one run's recorded gradients show, in numbers and one plain sentence — so the page's text follows the
+    data instead of asserting the paper's result. Keys: ratio_start, ratio_end (first layer ÷ last conv; the end is the
+    median over the last 10% of recorded steps), trend ("fades" below 0.1, "grows" above 10, else "even"), stuck
+    (the last 10% of training losses average within 2% of ln 10: chance level for 10 classes) and sentence."""
+    ratio = first_last_ratio(grad_norms, layer_names)
+    finite = np.flatnonzero(np.isfinite(ratio))
+    if not len(finite):
+        return {"ratio_start": None, "ratio_end": None, "trend": None, "stuck": False,
+                "sentence": "no finite gradient norms were recorded"}
+    start = float(ratio[finite[0]])
+    tail = ratio[finite[-max(1, len(finite) // 10):]]
+    end = float(np.median(tail))
+    trend = "fades" if end < 0.1 else "grows" if end > 10 else "even"
+    losses = np.asarray(loss, dtype=float) if loss is not None else np.zeros(0)
+    losses = losses[np.isfinite(losses)]
+    stuck = bool(len(losses) and abs(losses[-max(1, len(losses) // 10):].mean() - np.log(10)) < 0.02 * np.log(10))
+
+    def times(x: float) -> str:
+        return f"{x:,.0f}×" if x >= 100 else f"{x:.2g}×" if x >= 0.01 else f"1/{1 / x:,.0f}"
+
+    sentence = (f"the first layer's gradient is {times(start)} the last conv layer's at step {int(finite[0])} and "
+                f"{times(end)} at the end — " + {
+                    "fades": "at the end it fades on its way back to the input",
+                    "grows": "at the end it grows on its way back to the input",
+                    "even": "at the end it stays within a factor of ten across depth"}[trend])
+    if start > 10:
+        sentence += "; at initialisation it is far larger at the input end (it explodes, it does not vanish)"
+    if stuck:
+        sentence += "; its training loss ended at chance level (ln 10 ≈ 2.30): the net has stopped learning"
+    return {"ratio_start": start, "ratio_end": end, "trend": trend, "stuck": stuck, "sentence": sentence}
+
+
 def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
     """Steps where the learning rate falls by more than `factor` (the step schedule's ÷10 at 50% and 75%)."""
     steps, lr = _arr(metrics, "step"), _arr(metrics, "lr")

@@ -325,3 +325,28 @@ def test_residual_block_diagram():
     texts = " ".join(a.text for a in fig.layout.annotations)
     assert "identity block" in texts and "convolutional block" in texts and "F(x) + x" in texts
     assert "1×1 conv" in texts
+
+
+def test_gradient_flow_finding_follows_the_data():
+    names = ["stem.conv", "stage1.block1.conv1", "stage1.block1.conv2", "fc"]
+    steps = 20
+    even = np.ones((steps, 4))
+    f = plots.gradient_flow_finding(even, names, np.linspace(2.3, 1.5, steps))
+    assert f["trend"] == "even" and not f["stuck"] and f["ratio_start"] == pytest.approx(1)
+    assert "within a factor of ten" in f["sentence"] and "explodes" not in f["sentence"]
+
+    fading = np.ones((steps, 4))
+    fading[0, 0] = 500.0  # exploding at initialisation …
+    fading[1:, 0] = 0.002  # … then faint at the input end
+    stuck_loss = np.full(steps, np.log(10))
+    f = plots.gradient_flow_finding(fading, names, stuck_loss)
+    assert f["trend"] == "fades" and f["stuck"] and f["ratio_start"] == pytest.approx(500)
+    assert f["ratio_end"] == pytest.approx(0.002)
+    assert "500×" in f["sentence"] and "1/500" in f["sentence"] and "explodes" in f["sentence"]
+    assert "chance level" in f["sentence"]
+
+    growing = np.ones((steps, 4))
+    growing[:, 0] = 50.0
+    assert plots.gradient_flow_finding(growing, names)["trend"] == "grows"
+    nothing = np.full((steps, 4), np.nan)
+    assert plots.gradient_flow_finding(nothing, names)["ratio_end"] is None
