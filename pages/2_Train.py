@@ -132,9 +132,13 @@ def live_jobs() -> None:
         p = job.progress
         with st.container(border=True):
             top, stop = st.columns([5, 1])
-            status = {"queued": "⏳ queued", "loading data": "📦 loading data", "running": "🏃 training",
-                      "finished": "✅ finished", "stopped": "⏹️ stopped", "diverged": "💥 diverged",
-                      "failed": "❌ failed", "cancelled": "🚫 cancelled"}.get(job.state, job.state)
+            # Material icons ship with Streamlit; emoji need a colour-emoji font that many machines lack.
+            status = {"queued": ":material/schedule: queued", "loading data": ":material/download: loading data",
+                      "running": ":material/directions_run: training",
+                      "finished": ":green[:material/check_circle:] finished",
+                      "stopped": ":material/stop_circle: stopped", "diverged": ":red[:material/error:] diverged",
+                      "failed": ":red[:material/cancel:] failed",
+                      "cancelled": ":material/block: cancelled"}.get(job.state, job.state)
             top.markdown(f"**{job.label}** — {status}")
             if not job.done and stop.button("Stop", key=f"stop_{job.id}",
                                             help="Stops within one step and keeps what was trained."):

@@ -5,8 +5,13 @@ flow and Grad-CAM for those runs (uploading a non-image and an image), and asser
 exception. Screenshots go to test-artifacts/ (and to docs/ when RESNET_VIZ_SCREENSHOTS_TO_DOCS=1).
 
 Data: tiny CIFAR-10 python batches made here, or the folder named by RESNET_VIZ_E2E_DATA (e.g. the JPEG copy).
+With RESNET_VIZ_E2E_RUNS (a copy of a real run store, e.g. the "All four" preset's runs) a tour of those runs comes
+first; the screenshots in docs/ are made that way:
+    RESNET_VIZ_E2E_DATA=<JPEG copy> RESNET_VIZ_E2E_RUNS=<store> RESNET_VIZ_SCREENSHOTS_TO_DOCS=1 \
+        .venv/bin/python -m pytest tests/test_browser.py
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -88,11 +93,11 @@ def page(server):
         browser.close()
 
 
-def shoot(pg, name: str) -> None:
+def shoot(pg, name: str, docs: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     pg.wait_for_timeout(800)  # let plotly finish drawing
     pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if os.environ.get("RESNET_VIZ_SCREENSHOTS_TO_DOCS"):
+    if docs and os.environ.get("RESNET_VIZ_SCREENSHOTS_TO_DOCS"):
         (ROOT / "docs").mkdir(exist_ok=True)
         pg.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=True)
 
@@ -103,13 +108,22 @@ def open_page(pg, url: str, path: str) -> None:
     wait_idle(pg)
 
 
+def wait_for(condition, timeout_s: float) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        if time.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s} s")
+        time.sleep(0.25)
+
+
 def wait_idle(pg, timeout_s: float = 60) -> None:
-    """Wait until Streamlit has finished running the script (its status widget disappears)."""
+    """Wait until Streamlit has finished running the script: no status widget and no spinner, twice in a row."""
     deadline = time.time() + timeout_s
     pg.wait_for_timeout(500)
-    while time.time() < deadline:
-        if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
-            return
+    quiet = 0
+    while time.time() < deadline and quiet < 2:
+        busy = pg.locator('[data-testid="stStatusWidget"]').count() + pg.locator('[data-testid="stSpinner"]').count()
+        quiet = 0 if busy else quiet + 1
         pg.wait_for_timeout(250)
 
 
@@ -118,17 +132,62 @@ def assert_no_exception(pg) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+TOUR = bool(os.environ.get("RESNET_VIZ_E2E_RUNS"))
+
+
+@pytest.mark.skipif(not TOUR, reason="a tour of a real run store needs RESNET_VIZ_E2E_RUNS")
+def test_tour_of_existing_runs(server, page):
+    """Every page on real runs (the default picks are the newest plain/residual pair of one depth), then a preset
+    started from Home, watched live on the Train page and stopped."""
+    url, _ = server
+    pg = page
+    for path, name, ready in (("", "home", "h1"), ("Build", "build", '[data-testid="stPlotlyChart"]'),
+                              ("Gradient_flow", "gradient_flow", '[data-testid="stPlotlyChart"]'),
+                              ("Grad-CAM", "gradcam", '[data-testid="stImage"]'),
+                              ("Compare_runs", "compare", '[data-testid="stPlotlyChart"]'),
+                              ("Analyses", "analyses", '[data-testid="stPlotlyChart"]')):
+        open_page(pg, url, path)
+        pg.wait_for_selector(ready)
+        wait_idle(pg, 120)
+        assert_no_exception(pg)
+        shoot(pg, name)
+    for tab, button, name in (("Lesion", "Compute: delete k random blocks", "analyses_lesion"),
+                              ("Loss landscape", "Compute the landscape", "analyses_landscape"),
+                              ("Shattered", None, "analyses_shattered")):
+        pg.get_by_role("tab", name=tab, exact=False).click()
+        wait_idle(pg, 120)
+        if button:
+            pg.get_by_role("button", name=button).click()
+            wait_idle(pg, 180)
+        assert_no_exception(pg)
+        shoot(pg, name)
+
+    open_page(pg, url, "")
+    pg.locator('[data-testid="stButton"]').filter(has_text="Train").first.click()  # the Degradation preset
+    pg.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
+    pg.wait_for_timeout(45_000)  # a few evaluations into the first run
+    assert_no_exception(pg)
+    shoot(pg, "train")
+    for _ in range(2):  # stop both queued runs (the second starts when the first stops)
+        stop = pg.get_by_role("button", name="Stop")
+        if stop.count():
+            stop.first.click()
+            wait_idle(pg)
+            pg.wait_for_timeout(3000)
+
+
 def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     url, runs = server
     pg = page
     open_page(pg, url, "")
     assert_no_exception(pg)
-    shoot(pg, "home")
+    shoot(pg, "home", docs=not TOUR)
 
     open_page(pg, url, "Build")
     assert_no_exception(pg)
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
-    shoot(pg, "build")
+    shoot(pg, "build", docs=not TOUR)
 
     # Train: a tiny plain/residual pair through the custom form.
     open_page(pg, url, "Train")
@@ -138,26 +197,28 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     depths.fill("8")
     pg.get_by_label("Width multiplier", exact=True).fill("0.25")
     pg.get_by_label("Epochs", exact=True).fill("2")
-    pg.get_by_label("Training images (0 = all 50,000)", exact=True).fill("0")
+    # all of the tiny test data, or a few hundred images of a real copy of CIFAR-10
+    pg.get_by_label("Training images (0 = all 50,000)", exact=True).fill(
+        "640" if os.environ.get("RESNET_VIZ_E2E_DATA") else "0")
     pg.get_by_label("Batch size", exact=True).fill("32")
     pg.get_by_role("button", name="Queue these runs").click()
-    pg.get_by_text("✅ finished").nth(1).wait_for(timeout=120_000)  # both runs
+    wait_for(lambda: pg.locator("p", has_text=re.compile(r"— .*finished$")).count() >= 2, 120)  # both runs
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
     assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 2
     assert_no_exception(pg)
-    shoot(pg, "train")
+    shoot(pg, "train", docs=not TOUR)
 
     open_page(pg, url, "Gradient_flow")
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
     assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 3  # two heatmaps, profiles, ratio
     assert_no_exception(pg)
-    shoot(pg, "gradient_flow")
+    shoot(pg, "gradient_flow", docs=not TOUR)
 
     open_page(pg, url, "Grad-CAM")
     pg.wait_for_selector('[data-testid="stImage"]')
     assert pg.locator('[data-testid="stImage"]').count() >= 3
     assert_no_exception(pg)
-    shoot(pg, "gradcam")
+    shoot(pg, "gradcam", docs=not TOUR)
     pg.get_by_text("Upload an image").click()
     wait_idle(pg)
     not_an_image = tmp_path / "notes.txt"
@@ -175,4 +236,16 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     open_page(pg, url, "Compare_runs")
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
     assert_no_exception(pg)
-    shoot(pg, "compare")
+    shoot(pg, "compare", docs=not TOUR)
+
+    open_page(pg, url, "Analyses")
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')  # the first tab (layer responses) draws by itself
+    assert_no_exception(pg)
+    shoot(pg, "analyses", docs=not TOUR)
+    pg.get_by_role("tab", name="Lesion", exact=False).click()
+    wait_idle(pg)
+    pg.get_by_role("button", name="Compute: delete each block alone").click()
+    wait_idle(pg, 120)
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    assert_no_exception(pg)
+    shoot(pg, "analyses_lesion", docs=not TOUR)
