@@ -11,6 +11,9 @@ import warnings
 
 from .config import DEVICES, FAMILIES, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig, TrainConfig
 from .errors import ResnetVizError
+from .presets import BRIEF_LR, BRIEF_RUN_STEPS
+
+CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
@@ -39,9 +42,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=float, default=d.epochs, help=f"(default {d.epochs:g})")
     g.add_argument("--subset", type=int, default=None, help="train on a stratified subset of K images")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default {d.batch_size})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="step: the paper's /10 at 50%% and 75%% of the run; onecycle/cosine suit brief runs")
+    g.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (default: the paper's {d.lr}; {BRIEF_LR} for a brief one-cycle run)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="step: the paper's /10 at 50%% and 75%% of the run; onecycle/cosine suit brief runs "
+                        f"(default: step, or onecycle for runs under {BRIEF_RUN_STEPS:,} steps)")
     g.add_argument("--warmup", type=int, default=0, dest="warmup_steps", help="steps at lr/10 first (paper: "
                    "ResNet-110)")
     g.add_argument("--momentum", type=float, default=d.momentum)
@@ -92,9 +97,32 @@ def _model_config(args, arch: str, depth: int) -> ModelConfig:
                        num_classes=getattr(args, "num_classes", 10))
 
 
+def _schedule_and_lr(args) -> tuple[str, float, str | None]:
+    """The paper's step schedule at lr 0.1 — unless the run is brief and the user chose neither: then one-cycle to
+    lr 0.05, because at lr 0.1 a fresh ResNet-56 spikes and a run of a few hundred steps ends at chance (the Home
+    page's presets make the same choice). Returns (schedule, lr, a note saying so, or None)."""
+    images = min(args.subset or CIFAR10_TRAIN_IMAGES, CIFAR10_TRAIN_IMAGES)
+    steps = max(1, int(args.epochs * (images // max(1, args.batch_size))))
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    brief = steps < BRIEF_RUN_STEPS
+    schedule = args.schedule or ("onecycle" if brief else "step")
+    lr = args.lr if args.lr is not None else BRIEF_LR if brief and schedule != "step" else TrainConfig().lr
+    note = None
+    if brief and args.schedule is None and args.lr is None:
+        note = (f"a brief run (~{steps} steps): one-cycle schedule peaking at lr {lr:g}. The paper's lr 0.1 step "
+                f"schedule is built for 64k steps; in a brief run it makes a fresh ResNet-56 collapse. "
+                f"--schedule step --lr 0.1 gives the paper's recipe.")
+    return schedule, lr, note
+
+
 def _train_config(args) -> TrainConfig:
-    return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=args.lr,
-                       schedule=args.schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
+    schedule, lr, note = _schedule_and_lr(args)
+    if note and not getattr(args, "_noted", False):
+        print(f"note: {note}", file=sys.stderr)
+        args._noted = True
+    return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=lr,
+                       schedule=schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
                        weight_decay=args.weight_decay, seed=args.seed, device=args.device,
                        eval_every=args.eval_every, eval_images=args.eval_images, max_steps=args.max_steps,
                        grad_norm_every=args.grad_norm_every, record_grad_norms=not args.no_grad_norms)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from .config import ModelConfig, RunConfig, TrainConfig
 
+BRIEF_RUN_STEPS = 2_000  # below this, the paper's lr 0.1 start is too abrupt for a fresh ResNet-56 to recover from
+BRIEF_LR = 0.05  # the peak of the one-cycle schedule brief runs use
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -40,7 +43,7 @@ def training_for(device_type: str) -> TrainConfig:
         # ~124 steps. The paper's lr 0.1 is built for 64k iterations: at 0.1 a fresh ResNet-56 spikes (loss 2.7 → 17
         # within 6 steps, even after 40 steps of warm-up at 0.01) and a run this short ends at chance — the paper saw
         # the same start-up trouble at 110 layers. A one-cycle schedule peaking at 0.05 trains all four nets.
-        return TrainConfig(epochs=2, subset=8_000, lr=0.05, schedule="onecycle", eval_images=250, eval_every=12)
+        return TrainConfig(epochs=2, subset=8_000, lr=BRIEF_LR, schedule="onecycle", eval_images=250, eval_every=12)
     # ~3,900 steps on all the data: the paper's recipe (step schedule, lr 0.1) with its ResNet-110 warm-up
     # (lr 0.01 for about 400 iterations, until the training error is below 80%).
     return TrainConfig(epochs=10, subset=None, schedule="step", warmup_steps=400)

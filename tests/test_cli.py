@@ -100,3 +100,17 @@ def test_missing_data_without_network_names_both_ways(tmp_path, env):
 def test_summary_prints_the_seed_articles_resnet50():
     out = cli("summary", "--family", "imagenet", "--depth", "50", "--num-classes", "1000").stdout
     assert "25.56M parameters" in out and "stage5.res5c.conv3" in out and "stage2.res2a.shortcut.conv" in out
+
+
+def test_brief_runs_default_to_one_cycle_and_say_so(capsys):
+    from resnet_viz.cli import _train_config, build_parser
+    parse = build_parser().parse_args
+    brief = _train_config(parse(["train", "--arch", "residual", "--depth", "56", "--epochs", "2", "--subset", "10000"]))
+    assert (brief.schedule, brief.lr) == ("onecycle", 0.05)
+    assert "brief run (~156 steps)" in capsys.readouterr().err
+    long = _train_config(parse(["train", "--depth", "56", "--epochs", "10"]))  # 3,900 steps on all the data
+    assert (long.schedule, long.lr) == ("step", 0.1)
+    paper = _train_config(parse(["train", "--depth", "56", "--epochs", "2", "--subset", "10000", "--schedule", "step"]))
+    assert (paper.schedule, paper.lr) == ("step", 0.1) and capsys.readouterr().err == ""
+    chosen = _train_config(parse(["train", "--depth", "20", "--epochs", "1", "--lr", "0.02", "--schedule", "cosine"]))
+    assert (chosen.schedule, chosen.lr) == ("cosine", 0.02)
