@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import signal
@@ -118,9 +119,8 @@ def _schedule_and_lr(args) -> tuple[str, float, str | None]:
 
 def _train_config(args) -> TrainConfig:
     schedule, lr, note = _schedule_and_lr(args)
-    if note and not getattr(args, "_noted", False):
+    if note:
         print(f"note: {note}", file=sys.stderr)
-        args._noted = True
     return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=lr,
                        schedule=schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
                        weight_decay=args.weight_decay, seed=args.seed, device=args.device,
@@ -233,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
                                data_dir=args.data, name=args.name)
             return _run_training(args, [config])
         if args.command == "sweep":
-            configs = []
+            train, configs = _train_config(args), []
             for arch, depth in itertools.product(args.arch, args.depth):
                 model = _model_config(args, arch, depth)
                 name = f"{args.name}-{model.name}" if args.name else None
-                configs.append(RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=name))
+                configs.append(RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
+                                         name=name))
             return _run_training(args, configs)
         if args.command == "list":
             return cmd_list(args)
