@@ -164,7 +164,10 @@ def live_jobs() -> None:
                                     layer_names=job.layer_names or [])
                 left, right = st.columns(2)
                 with left:
-                    ui.plotly(plots.training_curves([run], metric="loss", title="Loss"), key=f"loss_{job.id}")
+                    ui.plotly(plots.training_curves(
+                        [run], metric="loss", title="Loss",  # log when a spike would flatten the rest
+                        log_y=plots.spans_decades(job.metrics.get(k) for k in ("loss", "train_loss", "test_loss"))),
+                        key=f"loss_{job.id}")
                 with right:
                     ui.plotly(plots.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
 

@@ -31,7 +31,11 @@ if chosen:
                 "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
-    ui.plotly(plots.training_curves(chosen, metric="loss", log_y=log_y, title="Training loss"), key="loss")
+    losses = [run.metrics.get(k) for run in chosen for k in ("loss", "train_loss", "test_loss")]
+    loss_log = st.toggle("Log scale for the loss", plots.spans_decades(losses), key=ui.KEEP_PREFIX + "compare_loss_log",
+                         help="On by default when the losses span two decades or more — e.g. an early spike of a "
+                              "deep plain net, which would flatten every other curve.")
+    ui.plotly(plots.training_curves(chosen, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
 
 # ----------------------------------------------------------------------------------------------------- table ----
 st.subheader("All runs")

@@ -265,6 +265,15 @@ def first_last_ratio(grad_norms: Any, layer_names: Sequence[str] | None = None) 
     return r
 
 
+def spans_decades(arrays: Iterable[Any], decades: float = 2.0) -> bool:
+    """Do the finite positive values of these arrays span at least `decades` powers of ten? (A chart's log-scale
+    default: one spike of a diverging run would otherwise flatten every other curve.)"""
+    values = [np.asarray(a, dtype=float).ravel() for a in arrays if a is not None]
+    values = np.concatenate(values) if values else np.zeros(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(len(values)) and values.max() / values.min() >= 10 ** decades
+
+
 def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, loss: Any = None) -> dict:
     """What one run's recorded gradients show, in numbers and one plain sentence — so the page's text follows the
     data instead of asserting the paper's result. Keys: ratio_start, ratio_end (first layer ÷ last conv; the end is the
@@ -299,14 +308,22 @@ def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, lo
 
 
 def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
-    """Steps where the learning rate falls by more than `factor` (the step schedule's ÷10 at 50% and 75%)."""
+    """Steps where a constant learning rate falls by more than `factor` to a new constant (the step schedule's ÷10 at
+    50% and 75%). The smooth fall at the end of a one-cycle or cosine schedule is not a drop."""
     steps, lr = _arr(metrics, "step"), _arr(metrics, "lr")
     if steps is None or lr is None or len(lr) < 2 or len(lr) != len(steps):
         return []
     lr = lr.astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drop = (lr[1:] > 0) & (lr[:-1] / lr[1:] > factor)
-    return [int(s) for s in steps[1:][drop]]
+    flat = np.isclose(lr[1:], lr[:-1], rtol=1e-6, atol=0.0)  # flat[i]: lr[i + 1] == lr[i]
+    drops = []
+    for i in range(1, len(lr)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            falls = lr[i] > 0 and lr[i - 1] / lr[i] > factor
+        flat_before = i < 2 or flat[i - 2]
+        flat_after = i + 1 >= len(lr) or flat[i]
+        if falls and flat_before and flat_after:
+            drops.append(int(steps[i]))
+    return drops
 
 
 def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunData], **where) -> None:

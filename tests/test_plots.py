@@ -102,6 +102,17 @@ def test_lr_drops_are_found():
     m = {"step": np.arange(8), "lr": np.array([0.1] * 4 + [0.01] * 2 + [0.001] * 2)}
     assert plots.lr_drop_steps(m) == [4, 6]
     assert plots.lr_drop_steps({"step": np.arange(3), "lr": np.full(3, 0.1)}) == []
+    # the smooth tail of a one-cycle schedule (consecutive ratios > 2 near zero) is not a drop
+    from resnet_viz.config import TrainConfig
+    from resnet_viz.trainer import lr_at
+    cfg = TrainConfig(lr=0.05, schedule="onecycle")
+    assert plots.lr_drop_steps({"step": np.arange(124), "lr": np.array([lr_at(i, 124, cfg) for i in range(124)])}) == []
+
+
+def test_spans_decades():
+    assert plots.spans_decades([np.array([2.3, 1.7]), np.array([3.4e6])])
+    assert not plots.spans_decades([np.array([2.3, 1.7, np.nan, 0.0, -1.0]), None])
+    assert not plots.spans_decades([])
 
 
 # ------------------------------------------------------------------------------------------------- curves ----
