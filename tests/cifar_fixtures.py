@@ -76,3 +76,18 @@ def write_image_folder(root: Path, n_train_per_class: int = 20, n_test_per_class
 def image_folder_order(labels: np.ndarray) -> np.ndarray:
     """The order an image-folder reader returns make_images' images in: class by class, file order within."""
     return np.argsort(labels, kind="stable")
+
+
+def train_tiny_pair(root: Path, data_dir: Path, epochs: float) -> Path:
+    """A plain/residual pair of tiny nets (depth 8, width 0.25), trained for real on `data_dir` into a store at
+    `root`; returns `root`."""
+    from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_viz.store import RunStore
+    from resnet_viz.trainer import Trainer
+    store = RunStore(root)
+    for residual in (False, True):
+        cfg = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=residual),
+                        train=TrainConfig(epochs=epochs, batch_size=32, eval_images=20, device="cpu"),
+                        data_dir=str(data_dir))
+        Trainer(cfg, store=store).run()
+    return root

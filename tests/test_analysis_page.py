@@ -6,12 +6,10 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifar_fixtures import write_python_batches
+from cifar_fixtures import train_tiny_pair, write_python_batches
 from resnet_viz import analysis_plots as AP
 from resnet_viz.analysis import NOT_REMOVABLE
-from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages/6_Analyses.py")
@@ -136,14 +134,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory, data_dir):
     """A plain/residual pair of tiny nets, trained for real on the tiny data."""
-    root = tmp_path_factory.mktemp("runs")
-    store = RunStore(root)
-    for residual in (False, True):
-        cfg = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=residual),
-                        train=TrainConfig(epochs=2, batch_size=32, eval_images=20, device="cpu"),
-                        data_dir=str(data_dir))
-        Trainer(cfg, store=store).run()
-    return root
+    return train_tiny_pair(tmp_path_factory.mktemp("runs"), data_dir, epochs=2)
 
 
 def app(runs: Path, data: Path, monkeypatch) -> AppTest:
