@@ -12,6 +12,7 @@ SHORTCUTS = ("A", "B", "C")
 STEMS = ("cifar", "imagenet")
 SCHEDULES = ("step", "onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
 # Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
 PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
@@ -117,6 +118,8 @@ class TrainConfig:
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
     branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖x‖ per block on 64 test images every N steps; 0 = off
     max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
+    precision: str = "auto"  # training forward pass: "auto" (bf16 where measured faster), "fp32" or "bf16"
+    threads: int = 0  # CPU intra-op threads; 0 = the free cores, re-checked while training
 
     def validate(self) -> "TrainConfig":
         if not self.epochs > 0:
@@ -141,6 +144,10 @@ class TrainConfig:
                               "flush_every ≥ 1.")
         if self.eval_images < 10:
             raise ConfigError(f"Evaluate on at least 10 images, got {self.eval_images}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"Unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}.")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or not 0 <= self.threads <= 1024:
+            raise ConfigError(f"Threads must be a whole number from 0 (automatic) to 1024, got {self.threads!r}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be ≥ 1, got {self.max_steps}.")
         return self
