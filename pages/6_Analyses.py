@@ -1,5 +1,5 @@
 """Analyses: six measurements on trained (or fresh) plain nets and their ResNet twins that explain, each from its own
-angle, why residual nets train better. The work is `resnet_viz.analysis`, the figures `resnet_viz.analysis_plots`."""
+angle, why residual nets train better. The work is `resnet_viz.analysis`, the figures `resnet_viz.figures`."""
 import copy
 import os
 import sys
@@ -18,7 +18,7 @@ from PIL import Image  # noqa: E402
 
 import ui  # noqa: E402
 from resnet_viz import analysis as A  # noqa: E402
-from resnet_viz import analysis_plots as AP  # noqa: E402
+from resnet_viz import figures  # noqa: E402
 from resnet_viz.data import CIFAR10_CLASSES, load_cifar10, stratified_subset  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.models import build_model  # noqa: E402
@@ -258,8 +258,8 @@ if is_open(0):
         by_size = t2.toggle("Sort layers by std (the paper's lower panel)", False, key=K + "std_sorted")
         results = each("response_std", (images_key,), lambda m: A.response_std(m, images))
         if results:
-            ui.plotly(AP.response_std_figure([e.series(r) for e, r in results], log_y=log_y,
-                                             sort_by_magnitude=by_size), key="an_std")
+            ui.plotly(figures.response_std_figure([e.series(r) for e, r in results], log_y=log_y,
+                                                  sort_by_magnitude=by_size), key="an_std")
         st.markdown(
             "**What this shows.** For every conv layer, the standard deviation of its response: the output of the BN "
             "that follows the conv, before the ReLU and (in a ResNet) before the shortcut is added, over "
@@ -288,7 +288,7 @@ if is_open(1):
                                help="Ratios can span orders of magnitude from block to block.")
             results = each("branch_ratios", (images_key,), lambda m: A.branch_ratios(m, images), only=residual)
             if results:
-                ui.plotly(AP.branch_ratio_figure([e.series(r) for e, r in results], log_y=log_br), key="an_branch")
+                ui.plotly(figures.branch_ratio_figure([e.series(r) for e, r in results], log_y=log_br), key="an_branch")
             recorded = 0
             for e in ([] if fresh else residual):  # an untrained model has no training history
                 try:
@@ -300,8 +300,8 @@ if is_open(1):
                 if steps is None or ratios is None or len(steps) == 0:
                     continue
                 try:
-                    fig = AP.branch_ratio_training_figure(steps, ratios, A.branch_ratio_names(e.model),
-                                                          label=ui.run_name(e.run), log_y=log_br)
+                    fig = figures.branch_ratio_training_figure(steps, ratios, A.branch_ratio_names(e.model),
+                                                               label=ui.run_name(e.run), log_y=log_br)
                 except ValueError as err:
                     st.warning(f"{e.label}: the recorded branch ratios cannot be drawn ({err}).")
                     continue
@@ -362,7 +362,7 @@ if is_open(2):
         single = [(e, r) for e, r in single if r is not None]
         if single:
             used = ", ".join(f"{e.label}: {r['images']}" for e, r in single)
-            ui.plotly(AP.lesion_single_figure([e.series(r) for e, r in single]), key="an_lesion_single")
+            ui.plotly(figures.lesion_single_figure([e.series(r) for e, r in single]), key="an_lesion_single")
             st.caption(f"Images used per model — {used}.")
         else:
             st.caption("Press **Compute: delete each block alone** to run the single-block study.")
@@ -389,7 +389,7 @@ if is_open(2):
                        "deleting blocks has nothing to take away — the lesion study can only show something on a "
                        "net that has learned. Train longer, or pick another run.")
         if randoms:
-            ui.plotly(AP.lesion_random_figure([e.series(r) for e, r in randoms]), key="an_lesion_random")
+            ui.plotly(figures.lesion_random_figure([e.series(r) for e, r in randoms]), key="an_lesion_random")
             short = [e for e, _ in randoms if removable(e) < k_max]
             if short:
                 st.caption(" ".join(f"{e.label} has only {removable(e)} removable blocks, so its curve stops at "
@@ -474,15 +474,15 @@ if is_open(3):
             cols = st.columns(min(2, len(done)))
             for i, (e, r) in enumerate(done):
                 with cols[i % len(cols)]:
-                    ui.plotly(AP.landscape_2d_figure(r["alphas"], r["betas"], r["losses"], title=e.label,
-                                                     log_z=log_scale, zmin=zmin, zmax=zmax, surface=surface,
-                                                     origin_label="the initial weights" if fresh
-                                                     else "the trained weights"),
+                    ui.plotly(figures.landscape_2d_figure(r["alphas"], r["betas"], r["losses"], title=e.label,
+                                                          log_z=log_scale, zmin=zmin, zmax=zmax, surface=surface,
+                                                          origin_label="the initial weights" if fresh
+                                                          else "the trained weights"),
                               key=f"an_land2d_{i}")
             st.caption(("One colour scale for all maps, so colours compare across models." if shared else
                         "Each map has its own colour scale: compare shapes, not colours.") + " Hover for the loss.")
         else:
-            ui.plotly(AP.landscape_1d_figure([e.series(r) for e, r in done], log_y=log_scale), key="an_land1d")
+            ui.plotly(figures.landscape_1d_figure([e.series(r) for e, r in done], log_y=log_scale), key="an_land1d")
         st.markdown(
             "**What this shows.** Li et al. plot the loss around a net's weights θ along random directions d: "
             "θ + α·d₁ (1-D) or θ + α·d₁ + β·d₂ (2-D). Each filter of a direction is rescaled to the norm of the "
@@ -506,7 +506,7 @@ if is_open(4):
         epsilon = s3.select_slider("Half-length ε", (0.1, 0.3, 1.0, 3.0, 10.0), value=1.0, key=K + "shatter_eps",
                                    help="In normalised-input units (L2 distance): 1.0 moves each value by ~1/55 of a "
                                         "pixel's std.")
-        view = s4.radio("Show", AP.SHATTER_VIEWS, horizontal=True, key=K + "shatter_view",
+        view = s4.radio("Show", figures.SHATTER_VIEWS, horizontal=True, key=K + "shatter_view",
                         format_func={"autocorrelation": "autocorrelation vs lag", "cosine": "gradient cosine vs lag",
                                      "signal": "the gradient signal"}.get)
         which = min(int(which), n_images - 1)
@@ -531,7 +531,7 @@ if is_open(4):
                                 "depend on the input here (e.g. every unit of some layer is dead). There is nothing "
                                 "to correlate — that is not the same as shattered. It is left out of the chart.")
             if drawn:
-                ui.plotly(AP.shattering_figure([e.series(r) for e, r in drawn], view=view), key="an_shatter")
+                ui.plotly(figures.shattering_figure([e.series(r) for e, r in drawn], view=view), key="an_shatter")
         st.markdown(
             "**What this shows.** Balduzzi et al. found that as plain feedforward nets get deeper, the gradient with "
             "respect to the input, taken at nearby inputs, decorrelates until it looks like white noise — it "
@@ -551,7 +551,7 @@ if is_open(5):
         st.subheader("Dead ReLUs")
         results = each("dead_relus", (images_key,), lambda m: A.dead_relus(m, images))
         if results:
-            ui.plotly(AP.dead_relu_figure([e.series(r) for e, r in results]), key="an_dead")
+            ui.plotly(figures.dead_relu_figure([e.series(r) for e, r in results]), key="an_dead")
             st.dataframe([{"model": e.label, "ReLU layers": len(r),
                            "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
                            "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results],
