@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import ui  # noqa: E402
-from resnet_viz import analysis as A  # noqa: E402
+from resnet_viz import analyses as A  # noqa: E402
 from resnet_viz import analysis_plots as AP  # noqa: E402
 from resnet_viz.data import CIFAR10_CLASSES, load_cifar10, stratified_subset  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402

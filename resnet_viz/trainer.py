@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .analysis import branch_ratio_names, branch_ratio_probe
+from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset
 from .errors import ConfigError

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cifar_fixtures import train_tiny_pair, write_python_batches
 from resnet_viz import analysis_plots as AP
-from resnet_viz.analysis import NOT_REMOVABLE
+from resnet_viz.analyses import NOT_REMOVABLE
 from resnet_viz.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
