@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .metric_log import DeviceMetricLog, MetricArrays
 from .models import build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
+from .threads import training_threads
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
@@ -232,7 +233,7 @@ class Trainer:
         self._started = time.perf_counter()
         self._eval_seconds = 0.0
         if device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(training_threads())
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(tc.seed)
