@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds t
     sys.path.insert(0, str(ROOT))
 
 import ui  # noqa: E402
-from resnet_viz.plots import residual_block_diagram  # noqa: E402
+from resnet_viz.figures import residual_block_diagram  # noqa: E402
 
 ui.page_setup("Home", "🧱")
 

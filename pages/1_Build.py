@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import ui  # noqa: E402
-from resnet_viz import plots  # noqa: E402
+from resnet_viz import figures  # noqa: E402
 from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,  # noqa: E402
                                ModelConfig)
 from resnet_viz.errors import ConfigError  # noqa: E402
@@ -122,7 +122,7 @@ else:
     plain = cached_summary(residual=False, **fields)
     resnet = cached_summary(residual=True, **fields)
     st.session_state["build_config"] = dict(fields)  # the chosen architecture, for the pages that train it
-    tp, tr = plots.summary_totals(plain), plots.summary_totals(resnet)
+    tp, tr = figures.summary_totals(plain), figures.summary_totals(resnet)
 
     # -- totals
     cols = st.columns(2, gap="large")
@@ -138,7 +138,7 @@ else:
             m2.metric("MACs", totals["macs_h"], help=f"{totals['macs']:,} multiply-accumulates for one "
                                                      f"{totals['input_size']}×{totals['input_size']} image")
             m3.metric("FLOPs", totals["flops_h"], help="2 × MACs (a multiply and an add each)")
-            main = sum(1 for r in summary["layers"] if plots.is_weight_layer(r) and ".shortcut" not in r["name"])
+            main = sum(1 for r in summary["layers"] if figures.is_weight_layer(r) and ".shortcut" not in r["name"])
             m4.metric("Weight layers", main, help="Conv and fc layers on the main path"
                       + (f"; plus {totals['weight_layers'] - main} 1×1 convs in the shortcuts"
                          if totals["weight_layers"] > main else ""))
@@ -162,13 +162,13 @@ else:
     # -- diagram and layer table
     tab_diagram, tab_layers = st.tabs(["Block diagram", "Layer table"])
     with tab_diagram:
-        stages = plots.stage_names(resnet)
+        stages = figures.stage_names(resnet)
         collapse_key = f"{K}collapse_{family}_{fields['depth']}"
-        st.session_state.setdefault(collapse_key, sorted(plots.auto_collapsed_stages(resnet)))
+        st.session_state.setdefault(collapse_key, sorted(figures.auto_collapsed_stages(resnet)))
         collapsed = st.multiselect(
             "Collapsed stages", stages, key=collapse_key, placeholder="none — every block is drawn",
             help="A collapsed stage is drawn as one box (its blocks are all alike after the first). Stages with "
-                 f"more than {plots.AUTO_COLLAPSE_BLOCKS} blocks start collapsed.")
+                 f"more than {figures.AUTO_COLLAPSE_BLOCKS} blocks start collapsed.")
         st.markdown(
             "**What you are looking at.** Data flows from the top (the image) to the bottom (the class scores). "
             "Each box is a block; its label lists the convolutions (kernel, channels) and `/2` where it halves the "
@@ -178,7 +178,7 @@ else:
             "arcs. Hover a box for its channels, stride and parameters.")
         d_plain, d_res = st.columns(2, gap="large")
         for col, summary in ((d_plain, plain), (d_res, resnet)):
-            col.plotly_chart(plots.architecture_diagram(summary, set(collapsed)), width="stretch",
+            col.plotly_chart(figures.architecture_diagram(summary, set(collapsed)), width="stretch",
                              key=f"build_diagram_{summary['config'].residual}", config={"displayModeBar": False})
     with tab_layers:
         all_layers = st.toggle("Show every layer (BN, ReLU, shortcuts, pools), not only conv and fc",
@@ -198,5 +198,5 @@ else:
         for col, summary in ((t_plain, plain), (t_res, resnet)):
             with col:
                 st.caption(summary["config"].name)
-                st.dataframe(plots.summary_table(summary, weight_layers_only=not all_layers), hide_index=True,
+                st.dataframe(figures.summary_table(summary, weight_layers_only=not all_layers), hide_index=True,
                              height=460, column_config=column_config, key=f"build_table_{summary['config'].residual}")

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the app's root, 
 import streamlit as st  # noqa: E402
 
 import ui  # noqa: E402
-from resnet_viz import plots  # noqa: E402
+from resnet_viz import figures  # noqa: E402
 from resnet_viz.config import DEVICES, SCHEDULES, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.jobs import job_queue  # noqa: E402
@@ -160,16 +160,15 @@ def live_jobs() -> None:
             elif job.message:
                 st.caption(job.message)
             if job.metrics is not None and len(job.metrics.get("loss", ())) > 1:
-                run = plots.RunData(label=job.config.model.name, metrics=job.metrics,
-                                    layer_names=job.layer_names or [])
+                run = figures.RunSeries.from_run(job)
                 left, right = st.columns(2)
                 with left:
-                    ui.plotly(plots.training_curves(
+                    ui.plotly(figures.training_curves(
                         [run], metric="loss", title="Loss",  # log when a spike would flatten the rest
-                        log_y=plots.spans_decades(job.metrics.get(k) for k in ("loss", "train_loss", "test_loss"))),
+                        log_y=figures.spans_decades(job.metrics.get(k) for k in ("loss", "train_loss", "test_loss"))),
                         key=f"loss_{job.id}")
                 with right:
-                    ui.plotly(plots.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
+                    ui.plotly(figures.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
 
 
 live_jobs()

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import ui  # noqa: E402
-from resnet_viz import plots  # noqa: E402
+from resnet_viz import figures  # noqa: E402
 
 ui.page_setup("Gradient flow", "🌊")
 st.title("Gradient flow")
@@ -25,22 +25,23 @@ chosen = ui.pick_runs("grad_runs", runs, "Runs to compare (a plain/residual pair
 if not chosen:
     st.info("Pick at least one run.")
     st.stop()
+series = [figures.RunSeries.from_run(r) for r in chosen]  # what the run figures take
 
 # -------------------------------------------------------------------------------------------------- heatmaps ----
 st.subheader("Every layer at every step")
-zmin, zmax = plots.shared_color_range(*(r.metrics["grad_norms"] for r in chosen))
+zmin, zmax = figures.shared_color_range(*(r.metrics["grad_norms"] for r in chosen))
 cols = st.columns(min(len(chosen), 2))
 for i, run in enumerate(chosen):
     with cols[i % len(cols)]:
-        fig = plots.grad_norm_heatmap(run.metrics["grad_norms"], run.metrics["grad_norm_step"], run.layer_names,
-                                      title=ui.run_name(run), zmin=zmin, zmax=zmax)
-        ui.plotly(fig, key=f"heat_{run.id}")
+        heatmap = figures.grad_norm_heatmap(run.metrics["grad_norms"], run.metrics["grad_norm_step"],
+                                            run.layer_names, title=ui.run_name(run), zmin=zmin, zmax=zmax)
+        ui.plotly(heatmap, key=f"heat_{run.id}")
 st.markdown("**What you are looking at.** One row per layer (input at the top, classifier at the bottom), one "
             "column per training step, colour = log₁₀ of the gradient norm, on one shared colour scale so the "
             "panels compare colour for colour. Bright rows get large gradients, dark rows small ones. He et al. "
             "report that with BatchNorm their plain nets' gradients keep healthy norms: the degradation problem is "
             "an optimisation difficulty, not vanishing gradients. Read your runs against that — what they show:")
-findings = [(run, plots.gradient_flow_finding(run.metrics["grad_norms"], run.layer_names, run.metrics.get("loss")))
+findings = [(run, figures.gradient_flow_finding(run.metrics["grad_norms"], run.layer_names, run.metrics.get("loss")))
             for run in chosen]
 st.markdown("\n".join(f"- **{ui.run_name(run)}**: {f['sentence']}." for run, f in findings))
 if any(f["stuck"] and f["trend"] == "fades" for _, f in findings):
@@ -63,7 +64,7 @@ with c3:
     relative = st.toggle("Relative depth", len({r.config.model.depth for r in chosen}) > 1,
                          key=ui.KEEP_PREFIX + "grad_relative",
                          help="Put depth on 0…1 so nets of different depth overlay.")
-ui.plotly(plots.grad_norm_profiles(chosen, steps_to_show=steps or None, log_y=log_y, relative_depth=relative),
+ui.plotly(figures.grad_norm_profiles(series, steps_to_show=steps or None, log_y=log_y, relative_depth=relative),
           key="profiles")
 st.markdown("**What you are looking at.** Each line is one run at one step: gradient norm (y) against layer depth "
             "(x). Plain and residual nets are overlaid on one log scale. In a plain net every gradient must pass "
@@ -72,10 +73,10 @@ st.markdown("**What you are looking at.** Each line is one run at one step: grad
 
 # ----------------------------------------------------------------------------------------------------- ratio ----
 st.subheader("First layer ÷ last conv layer")
-ui.plotly(plots.first_last_ratio_figure(chosen, log_y=True), key="ratio")
+ui.plotly(figures.first_last_ratio_figure(series, log_y=True), key="ratio")
 rows = []
 for run in chosen:
-    ratio = plots.first_last_ratio(run.metrics["grad_norms"], run.layer_names)
+    ratio = figures.first_last_ratio(run.metrics["grad_norms"], run.layer_names)
     finite = ratio[np.isfinite(ratio)]
     rows.append({"run": ui.run_name(run), "at step 0": float(ratio[0]) if len(ratio) else None,
                  "at the end": float(ratio[-1]) if len(ratio) else None,

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st  # noqa: E402
 
 import ui  # noqa: E402
-from resnet_viz import plots  # noqa: E402
+from resnet_viz import figures  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
 
 ui.page_setup("Compare runs", "📊")
@@ -25,17 +25,19 @@ if not all_runs:
 chosen = ui.pick_runs("compare_runs", runs, "Runs", default_count=4)
 log_y = st.toggle("Log scale", False, key=ui.KEEP_PREFIX + "compare_log")
 if chosen:
-    ui.plotly(plots.fig6_error_curves(chosen, log_y=log_y), key="fig6")
+    series = [figures.RunSeries.from_run(r) for r in chosen]
+    ui.plotly(figures.fig6_error_curves(series, log_y=log_y), key="fig6")
     st.markdown("**What you are looking at.** As in the paper's Fig. 6: plain nets on the left, ResNets on the "
                 "right; thin dashed lines are training error, bold lines test error (both on fixed evaluation "
                 "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
     losses = [run.metrics.get(k) for run in chosen for k in ("loss", "train_loss", "test_loss")]
-    loss_log = st.toggle("Log scale for the loss", plots.spans_decades(losses), key=ui.KEEP_PREFIX + "compare_loss_log",
+    loss_log = st.toggle("Log scale for the loss", figures.spans_decades(losses),
+                         key=ui.KEEP_PREFIX + "compare_loss_log",
                          help="On by default when the losses span two decades or more — e.g. an early spike of a "
                               "deep plain net, which would flatten every other curve.")
-    ui.plotly(plots.training_curves(chosen, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
+    ui.plotly(figures.training_curves(series, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
 
 # ----------------------------------------------------------------------------------------------------- table ----
 st.subheader("All runs")

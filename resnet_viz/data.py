@@ -375,3 +375,11 @@ def augment_batch(images_uint8: torch.Tensor, generator: torch.Generator | None 
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # a flip reads the window's columns backwards
     out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def sample_images(labels: torch.Tensor, k: int, seed: int, label: int | None = None) -> torch.Tensor:
+    """Indices of k images drawn at random without replacement (all of them if there are fewer), among those of
+    class `label` if given. The same arguments give the same draw."""
+    g = torch.Generator().manual_seed(int(seed))
+    pool = torch.nonzero(labels == label).flatten() if label is not None else torch.arange(len(labels))
+    return pool[torch.randperm(len(pool), generator=g)[:k]]

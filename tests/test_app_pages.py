@@ -130,6 +130,7 @@ def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
     [run] = RunStore(runs).list()
     assert run.state == "finished" and run.has_checkpoint
     assert any("finished" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) >= 2  # the job's loss and error curves
 
 
 def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):

@@ -331,3 +331,15 @@ def test_unreadable_folder_is_a_data_error(tmp_path):
     root = write_image_folder(tmp_path / "imgs", n_train_per_class=1, n_test_per_class=1)
     (root / "train" / "cat" / "dangling.png").symlink_to(tmp_path / "gone.png")  # stat() fails on it
     assert_data_error("dangling.png", root)
+
+
+def test_sample_images_is_seeded_and_respects_the_class():
+    labels = torch.arange(100) % 10
+    a = data_module.sample_images(labels, 4, seed=7)
+    assert len(a) == 4 and len(set(a.tolist())) == 4
+    assert torch.equal(a, data_module.sample_images(labels, 4, seed=7))
+    assert not torch.equal(a, data_module.sample_images(labels, 4, seed=8))
+    cats = data_module.sample_images(labels, 5, seed=0, label=3)
+    assert (labels[cats] == 3).all() and len(cats) == 5
+    assert sorted(data_module.sample_images(labels, 50, seed=0, label=3).tolist()) == list(range(3, 100, 10))
+    assert len(data_module.sample_images(labels, 3, seed=0, label=11)) == 0  # no such class: nothing to draw

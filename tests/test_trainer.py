@@ -156,7 +156,7 @@ def test_memory_estimate_rejects_what_cannot_fit(tiny_data):
 def test_branch_ratios_recorded_for_residual_nets_only(tiny_data, tmp_path):
     """Every N steps the trainer logs ‖F(x)‖/‖x‖ per block; the first row equals the analysis at initialisation,
     the store keeps the block names, the CSV export has a column per block, and plain nets log nothing."""
-    from resnet_viz.analysis import branch_ratio_names, branch_ratios
+    from resnet_viz.analyses import branch_ratio_names, branch_ratios
     from resnet_viz.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
     from resnet_viz.data import stratified_subset
 
@@ -191,3 +191,28 @@ def test_branch_ratio_logging_off_and_bad_value(tiny_data):
     assert "branch_ratios" not in m
     with pytest.raises(ConfigError):
         tiny_config(branch_ratio_every=-1).validate()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_evaluate_matches_a_per_batch_computation(tiny_data, channels_last):
+    """The trainer's evaluation (device sums, one host sync, ragged last batch) against the obvious loop."""
+    from resnet_viz.trainer import evaluate
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    sets = {"train": (tiny_data.train_images[:70], tiny_data.train_labels[:70]),
+            "test": (tiny_data.test_images[:23], tiny_data.test_labels[:23])}
+    got = evaluate(model, sets, batch_size=16, channels_last=channels_last)
+    assert model.training  # the mode it was in comes back
+    assert list(got) == ["train_loss", "train_error", "test_loss", "test_error"]
+    model.eval()
+    for name, (x, y) in sets.items():
+        losses, wrong = [], 0
+        with torch.no_grad():
+            for i in range(0, len(y), 10):  # another batching must not matter
+                logits = model(normalize(x[i:i + 10]))
+                losses.append(F.cross_entropy(logits, y[i:i + 10], reduction="none"))
+                wrong += int((logits.argmax(1) != y[i:i + 10]).sum())
+        assert got[f"{name}_loss"] == pytest.approx(torch.cat(losses).mean().item(), rel=1e-5)
+        assert got[f"{name}_error"] == pytest.approx(wrong / len(y))

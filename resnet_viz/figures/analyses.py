@@ -1,70 +1,24 @@
-"""Plotly figures for the six analyses of `resnet_viz.analysis`: data in, figure out.
+"""Figures for the six analyses of `resnet_viz.analyses`: data in, figure out.
 
 Pure functions of the analysis results (lists of (layer name, value), dicts of numpy arrays): no Streamlit, no torch.
-They follow `plots`' look: plain networks warm, residual networks cool (`plots.run_colors`), titled figures,
-labelled axes, and hover text that names the layer or block.
-
-A *series* is one model's result, given as a dict {"label", "data", "residual"?, "depth"?} or a tuple (label, data)
-/ (label, data, residual) / (label, data, residual, depth). `data` is what the analysis returned: a list of
-(name, value) pairs for `response_std`, `branch_ratios` and `dead_relus`; the dict of `lesion_single` or
-`gradient_shattering`; {k: [accuracies]} of `lesion_random`; a dict {"alphas", "losses", "accuracies"} for the 1-D
-loss landscape. When `residual`/`depth` are not given they are read from the label ("plain-56", "resnet-20 · …").
+They share the run figures' look (`style`): plain networks warm, residual networks cool, titled figures, labelled
+axes, and hover text that names the layer or block. Each model's result comes in as an `AnalysisSeries` (or the dict
+{"label", "data", "residual", "depth"?}); `data` is what the analysis returned (see `AnalysisSeries`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from .plots import HEATMAP_SCALE, NEUTRAL_FILL, NEUTRAL_LINE, RESIDUAL_SCALE, _base_layout, _parse_label, run_colors
+from .runs import AnalysisSeries, SeriesLike, as_analysis_series
+from .style import HEATMAP_SCALE, NEUTRAL_FILL, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, run_colors
 
 CHANCE_COLOR = "#999999"
 NOT_REMOVABLE_COLOR = "#bdbdbd"
-
-
-@dataclass
-class Series:
-    label: str
-    data: Any
-    residual: bool
-    depth: int | None
-
-
-def as_series(obj: Any) -> Series:
-    """One model's result in any of the accepted shapes (module docstring)."""
-    if isinstance(obj, Series):
-        return obj
-    if isinstance(obj, Mapping):
-        label, data = str(obj.get("label", "model")), obj.get("data")
-        residual, depth = obj.get("residual"), obj.get("depth")
-    elif isinstance(obj, (tuple, list)) and 2 <= len(obj) <= 4:
-        label, data = str(obj[0]), obj[1]
-        residual = obj[2] if len(obj) > 2 else None
-        depth = obj[3] if len(obj) > 3 else None
-    else:
-        raise TypeError(f"Cannot read an analysis series from {type(obj).__name__}.")
-    parsed_residual, parsed_depth = _parse_label(label)
-    return Series(label, data, bool(parsed_residual if residual is None else residual),
-                  parsed_depth if depth is None else depth)
-
-
-def as_series_list(items: Sequence[Any]) -> list[Series]:
-    out = [as_series(s) for s in items]
-    seen: dict[str, int] = {}
-    for s in out:  # equal labels would share a legend entry
-        seen[s.label] = seen.get(s.label, 0) + 1
-        if seen[s.label] > 1:
-            s.label = f"{s.label} #{seen[s.label]}"
-    return out
-
-
-def series_colors(series: Sequence[Series]) -> list[str]:
-    """`plots.run_colors` for analysis series: plain warm, residual cool, deeper darker."""
-    return run_colors([{"label": s.label, "residual": s.residual, "depth": s.depth} for s in series])
 
 
 def _pairs(data: Any) -> tuple[list[str], np.ndarray]:
@@ -72,7 +26,7 @@ def _pairs(data: Any) -> tuple[list[str], np.ndarray]:
     return [str(n) for n, _ in pairs], np.array([float(v) for _, v in pairs], dtype=float)
 
 
-def _dash(s: Series) -> str:
+def _dash(s: AnalysisSeries) -> str:
     return "solid" if s.residual else "dash"
 
 
@@ -92,14 +46,14 @@ def _empty(fig: go.Figure, message: str) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------------- 1. response std ----
-def response_std_figure(series: Sequence[Any], log_y: bool = False, sort_by_magnitude: bool = False,
+def response_std_figure(series: Sequence[SeriesLike], log_y: bool = False, sort_by_magnitude: bool = False,
                         title: str = "Standard deviation of each layer's response (He et al. 2015, Fig. 7)"
                         ) -> go.Figure:
     """One line per model: x = layer index in depth order (or, with `sort_by_magnitude`, the rank by std, largest
     first — the paper's bottom panel), y = the std of the layer's response; hover names the layer."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = go.Figure()
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         names, y = _pairs(s.data)
         if sort_by_magnitude:
             order = np.argsort(-y, kind="stable")
@@ -110,7 +64,7 @@ def response_std_figure(series: Sequence[Any], log_y: bool = False, sort_by_magn
             x=x, y=y, mode="lines+markers", name=s.label, customdata=names,
             line=dict(color=color, width=2, dash=_dash(s)), marker=dict(size=5, color=color),
             hovertemplate=f"<b>{s.label}</b><br>%{{customdata}} ({where})<br>response std %{{y:.3g}}<extra></extra>"))
-    _base_layout(fig, title, height=430, hovermode="closest", showlegend=True)
+    base_layout(fig, title, height=430, hovermode="closest", showlegend=True)
     fig.update_xaxes(title_text="layer index, sorted by std (largest first)" if sort_by_magnitude
                      else "layer index (1 = first conv, in depth order)", rangemode="tozero")
     fig.update_yaxes(title_text="std of the response (after BN, before addition and ReLU)"
@@ -120,13 +74,13 @@ def response_std_figure(series: Sequence[Any], log_y: bool = False, sort_by_magn
 
 
 # --------------------------------------------------------------------------------- 2. branch ratios ----
-def branch_ratio_figure(series: Sequence[Any], log_y: bool = False,
+def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
                         title: str = "How much each residual block changes its input: ‖F(x)‖ / ‖x‖") -> go.Figure:
     """Grouped bars, one group per residual block (depth order), one bar per model; a dotted line at 1 marks a branch
     as large as its input. Plain models have no such ratio and should not be passed (their `data` would be empty)."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = go.Figure()
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         names, y = _pairs(s.data)
         fig.add_trace(go.Bar(
             x=names, y=y, name=s.label, marker=dict(color=color),
@@ -134,7 +88,7 @@ def branch_ratio_figure(series: Sequence[Any], log_y: bool = False,
     fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
                   annotation_text="branch as large as its input", annotation_position="top left",
                   annotation_font=dict(size=11, color="#666666"))
-    _base_layout(fig, title, height=430, barmode="group", bargap=0.25, showlegend=True)
+    base_layout(fig, title, height=430, barmode="group", bargap=0.25, showlegend=True)
     fig.update_xaxes(title_text="residual block (input → output)", type="category", tickangle=-45)
     fig.update_yaxes(title_text="‖F(x)‖ / ‖shortcut(x)‖, mean over images" + (" — log scale" if log_y else ""),
                      type="log" if log_y else "linear")
@@ -161,7 +115,7 @@ def branch_ratio_training_figure(steps: Any, ratios: Any, block_names: Sequence[
         fig.add_trace(go.Scatter(
             x=x, y=z[:, j], mode="lines", name=name, line=dict(color=color, width=1.6),
             hovertemplate=f"<b>{name}</b><br>step %{{x:,}}<br>‖F(x)‖ / ‖x‖ = %{{y:.3g}}<extra></extra>"))
-    _base_layout(fig, f"{label + ': ' if label else ''}‖F(x)‖ / ‖x‖ per block during training", height=430)
+    base_layout(fig, f"{label + ': ' if label else ''}‖F(x)‖ / ‖x‖ per block during training", height=430)
     fig.update_xaxes(title_text="iteration (SGD step)", rangemode="tozero")
     fig.update_yaxes(title_text="‖F(x)‖ / ‖shortcut(x)‖" + (" — log scale" if log_y else ""),
                      type="log" if log_y else "linear")
@@ -169,14 +123,14 @@ def branch_ratio_training_figure(steps: Any, ratios: Any, block_names: Sequence[
 
 
 # ------------------------------------------------------------------------------------------- 3. lesions ----
-def lesion_single_figure(series: Sequence[Any], num_classes: int = 10,
+def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
                          title: str = "Delete one block at test time (Veit et al. 2016)") -> go.Figure:
     """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict). A block that
     cannot be removed gets a grey hatched bar over the whole axis, with the reason in its hover — it is not an
     accuracy. Each model's intact accuracy is a dashed line in its colour; chance is dotted."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = go.Figure()
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         result = s.data or {}
         base = 100.0 * float(result.get("baseline", float("nan")))
         blocks = list(result.get("blocks", []))
@@ -206,19 +160,19 @@ def lesion_single_figure(series: Sequence[Any], num_classes: int = 10,
                 legendgroup=s.label, line=dict(color=color, width=2, dash="dash"),
                 hovertemplate=f"<b>{s.label}</b> intact: {base:.1f}%<extra></extra>"))
     _chance_line(fig, num_classes)
-    _base_layout(fig, title, height=460, barmode="group", bargap=0.2)
+    base_layout(fig, title, height=460, barmode="group", bargap=0.2)
     fig.update_xaxes(title_text="deleted block (input → output)", type="category", tickangle=-45)
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     return fig
 
 
-def lesion_random_figure(series: Sequence[Any], num_classes: int = 10, show_draws: bool = True,
+def lesion_random_figure(series: Sequence[SeriesLike], num_classes: int = 10, show_draws: bool = True,
                          title: str = "Delete k random blocks at once (Veit et al. 2016, Fig. 5)") -> go.Figure:
     """Accuracy against the number k of deleted blocks (`data` = `lesion_random`'s {k: [accuracies]}): the mean over
     draws as a line with error bars of ± one standard deviation, and each draw as a faint dot."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = go.Figure()
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         result = {int(k): [100.0 * float(a) for a in v] for k, v in dict(s.data or {}).items() if len(v)}
         ks = sorted(result)
         mean = np.array([np.mean(result[k]) for k in ks])
@@ -242,21 +196,21 @@ def lesion_random_figure(series: Sequence[Any], num_classes: int = 10, show_draw
                 marker=dict(size=5, color=color, opacity=0.35),
                 hovertemplate=f"<b>{s.label}</b><br>%{{x}} blocks deleted<br>one draw: %{{y:.1f}}%<extra></extra>"))
     _chance_line(fig, num_classes)
-    _base_layout(fig, title, height=430, hovermode="closest", showlegend=True)
+    base_layout(fig, title, height=430, hovermode="closest", showlegend=True)
     fig.update_xaxes(title_text="number of blocks deleted (k), chosen at random", dtick=1, rangemode="tozero")
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     return fig
 
 
 # ----------------------------------------------------------------------------------- 4. loss landscape ----
-def landscape_1d_figure(series: Sequence[Any], log_y: bool = False,
+def landscape_1d_figure(series: Sequence[SeriesLike], log_y: bool = False,
                         title: str = "Loss along one filter-normalised random direction (Li et al. 2018)"
                         ) -> go.Figure:
     """Two panels over α (θ + α·d): loss on the left, accuracy on the right, one line per model (`data` = dict with
     "alphas", "losses" and optionally "accuracies"). α = 0 is the model's own weights."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.1)
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         d = s.data or {}
         alphas = np.asarray(d.get("alphas", []), dtype=float)
         losses = np.asarray(d.get("losses", []), dtype=float)
@@ -273,7 +227,7 @@ def landscape_1d_figure(series: Sequence[Any], log_y: bool = False,
                 row=1, col=2)
     for col in (1, 2):
         fig.add_vline(x=0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"), row=1, col=col)
-    _base_layout(fig, title, height=430, showlegend=True)
+    base_layout(fig, title, height=430, showlegend=True)
     fig.update_xaxes(title_text="α: step along the direction d (0 = the model's weights)")
     fig.update_yaxes(title_text="cross-entropy loss" + (" — log scale" if log_y else ""),
                      type="log" if log_y else "linear", row=1, col=1)
@@ -315,7 +269,7 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
         fig.add_trace(go.Scatter3d(x=[a[centre[1]]], y=[b[centre[0]]], z=[z[centre]], mode="markers",
                                    marker=dict(size=5, color="#d62728"), name=origin_label,
                                    hovertemplate=f"{origin_label}<br>loss {loss[centre]:.4g}<extra></extra>"))
-        _base_layout(fig, title, height=520)
+        base_layout(fig, title, height=520)
         fig.update_layout(scene=dict(xaxis_title="α (direction d₁)", yaxis_title="β (direction d₂)",
                                      zaxis_title=bar_title, **({"zaxis": dict(range=[lo, hi])}
                                                                if lo is not None and hi is not None else {})),
@@ -328,7 +282,7 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
     fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name=origin_label,
                              marker=dict(symbol="x", size=11, color="#d62728", line=dict(width=1, color="white")),
                              hovertemplate=f"{origin_label} (α = β = 0)<extra></extra>"))
-    _base_layout(fig, title, height=460, showlegend=False)
+    base_layout(fig, title, height=460, showlegend=False)
     fig.update_xaxes(title_text="α (direction d₁)", constrain="domain")
     fig.update_yaxes(title_text="β (direction d₂)", scaleanchor="x", scaleratio=1, constrain="domain")
     return fig
@@ -338,7 +292,7 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
 SHATTER_VIEWS = ("autocorrelation", "cosine", "signal")
 
 
-def shattering_figure(series: Sequence[Any], view: str = "autocorrelation") -> go.Figure:
+def shattering_figure(series: Sequence[SeriesLike], view: str = "autocorrelation") -> go.Figure:
     """Balduzzi et al. 2017 on one line of inputs (`data` = `gradient_shattering`'s dict), per model:
       * "autocorrelation": the autocorrelation of the 1-D gradient signal against the lag (white noise drops to ~0
         at lag 1, a smooth signal stays near 1);
@@ -347,8 +301,8 @@ def shattering_figure(series: Sequence[Any], view: str = "autocorrelation") -> g
         so nets whose gradients differ in size can be compared by shape."""
     if view not in SHATTER_VIEWS:
         raise ValueError(f"view must be one of {SHATTER_VIEWS}, got {view!r}.")
-    items = as_series_list(series)
-    colors = series_colors(items)
+    items = as_analysis_series(series)
+    colors = run_colors(items)
     if view == "signal":
         fig = make_subplots(rows=max(len(items), 1), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                             subplot_titles=[s.label for s in items] or None)
@@ -363,7 +317,7 @@ def shattering_figure(series: Sequence[Any], view: str = "autocorrelation") -> g
                 hovertemplate=(f"<b>{s.label}</b><br>t = %{{x:.3g}}<br>standardised %{{y:.2f}} "
                                "(raw slope %{customdata:.3g})<extra></extra>")), row=i, col=1)
             fig.update_yaxes(title_text="slope (std units)", row=i, col=1)
-        _base_layout(fig, "The gradient along a line of inputs: the slope of the predicted logit",
+        base_layout(fig, "The gradient along a line of inputs: the slope of the predicted logit",
                      height=max(300, 190 * len(items) + 110), showlegend=False)
         fig.update_xaxes(title_text="t: position on the line x + t·d (normalised-input units)", row=len(items) or 1,
                          col=1)
@@ -386,27 +340,27 @@ def shattering_figure(series: Sequence[Any], view: str = "autocorrelation") -> g
         title, ytitle = "Autocorrelation of the gradient signal (Balduzzi et al. 2017)", "autocorrelation"
     else:
         title, ytitle = "Similarity of input gradients at nearby inputs", "mean cosine similarity of ∇ₓ"
-    _base_layout(fig, title, height=420, hovermode="closest", showlegend=True)
+    base_layout(fig, title, height=420, hovermode="closest", showlegend=True)
     fig.update_xaxes(title_text="lag (points apart on the line)", rangemode="tozero")
     fig.update_yaxes(title_text=ytitle, range=[-1.05, 1.05])
     return fig
 
 
 # -------------------------------------------------------------------------------------- 6. dead ReLUs ----
-def dead_relu_figure(series: Sequence[Any], title: str = "Dead ReLUs: units that never fire on these images"
+def dead_relu_figure(series: Sequence[SeriesLike], title: str = "Dead ReLUs: units that never fire on these images"
                      ) -> go.Figure:
     """One line per model: x = ReLU index in the order they run, y = % of its units (channel × position) that output
     zero for every image; hover names the ReLU."""
-    items = as_series_list(series)
+    items = as_analysis_series(series)
     fig = go.Figure()
-    for s, color in zip(items, series_colors(items)):
+    for s, color in zip(items, run_colors(items)):
         names, y = _pairs(s.data)
         fig.add_trace(go.Scatter(
             x=np.arange(1, len(y) + 1), y=100.0 * y, mode="lines+markers", name=s.label, customdata=names,
             line=dict(color=color, width=2, dash=_dash(s)), marker=dict(size=5, color=color),
             hovertemplate=f"<b>{s.label}</b><br>%{{customdata}} (ReLU %{{x}})<br>dead: %{{y:.2f}}% of its units"
                           "<extra></extra>"))
-    _base_layout(fig, title, height=420, hovermode="closest", showlegend=True)
+    base_layout(fig, title, height=420, hovermode="closest", showlegend=True)
     fig.update_xaxes(title_text="ReLU index (in the order they run)", rangemode="tozero")
     fig.update_yaxes(title_text="dead units (%)", rangemode="tozero")
     return fig
@@ -414,9 +368,4 @@ def dead_relu_figure(series: Sequence[Any], title: str = "Dead ReLUs: units that
 
 def no_data_figure(message: str, title: str = "") -> go.Figure:
     """An empty figure that says why there is nothing to draw."""
-    return _empty(_base_layout(go.Figure(), title, height=260), message)
-
-
-__all__ = ["Series", "as_series", "as_series_list", "series_colors", "response_std_figure", "branch_ratio_figure",
-           "branch_ratio_training_figure", "lesion_single_figure", "lesion_random_figure", "landscape_1d_figure",
-           "landscape_2d_figure", "shattering_figure", "SHATTER_VIEWS", "dead_relu_figure", "no_data_figure"]
+    return _empty(base_layout(go.Figure(), title, height=260), message)

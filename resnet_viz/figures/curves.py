@@ -1,0 +1,143 @@
+"""Training curves: loss and error of several runs against iterations, and the paper's Fig. 6 (plain nets left,
+ResNets right). Runs come in as `RunSeries`; colours follow `style.run_colors`."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..config import PAPER_TABLE6_ERROR
+from .numerics import ema, lr_drop_steps, metric_array, thin_indices
+from .runs import RunSeries, as_runs
+from .style import base_layout, run_colors
+
+
+def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
+    drops = sorted({s for r in runs for s in lr_drop_steps(r.metrics)})
+    for s in drops[:6]:
+        fig.add_vline(x=s, line=dict(color="#999999", width=1, dash="dot"), annotation_text="lr drop",
+                      annotation_position="top right", annotation_font=dict(size=10, color="#777777"), **where)
+
+
+# ---------------------------------------------------------------------------------------- loss/error curves ----
+def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: float = 0.9, log_y: bool = False,
+                    show_raw: bool = True, show_eval: bool = True, mark_lr_drops: bool = True,
+                    title: str | None = None) -> go.Figure:
+    """Loss (or error) of several runs against iterations: per-batch values (faint) and their EMA (solid), and the
+    evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds)."""
+    if metric not in ("loss", "error"):
+        raise ValueError("metric must be 'loss' or 'error'.")
+    runs = as_runs(runs)
+    colors = run_colors(runs)
+    scale, fmt = (1.0, ".3f") if metric == "loss" else (100.0, ".1f")
+    unit = "" if metric == "loss" else "%"
+    step_key = "loss" if metric == "loss" else "batch_error"
+    fig = go.Figure()
+    for run, color in zip(runs, colors):
+        m = run.metrics
+        steps, y = metric_array(m, "step"), metric_array(m, step_key)
+        if steps is not None and y is not None and len(steps) == len(y):
+            y = y.astype(float) * scale
+            keep = thin_indices(len(y))
+            if show_raw and 0 < smoothing < 1:
+                fig.add_trace(go.Scatter(
+                    x=steps[keep], y=y[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                    name=f"{run.label} · batches", legendgroup=run.label, showlegend=False,
+                    hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>batch {metric} %{{y:{fmt}}}{unit}"
+                                  "<extra></extra>"))
+            smooth = ema(y, smoothing)
+            fig.add_trace(go.Scatter(
+                x=steps[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=2),
+                name=f"{run.label} · batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""),
+                legendgroup=run.label,
+                hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>batch {metric}"
+                              f"{' (smoothed)' if 0 < smoothing < 1 else ''} %{{y:{fmt}}}{unit}<extra></extra>"))
+        es = metric_array(m, "eval_step")
+        if show_eval and es is not None:
+            for split, dash, symbol, width in (("train", "dot", "circle-open", 1.5), ("test", "solid", "diamond", 3)):
+                v = metric_array(m, f"{split}_{metric}")
+                if v is None or len(v) != len(es):
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=es, y=v.astype(float) * scale, mode="lines+markers",
+                    line=dict(color=color, width=width, dash=dash), marker=dict(symbol=symbol, size=7, color=color),
+                    name=f"{run.label} · {split} set", legendgroup=run.label,
+                    hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set {metric} %{{y:{fmt}}}{unit}"
+                                  "<extra></extra>"))
+    if mark_lr_drops:
+        _mark_lr_drops(fig, runs)
+    what = "Loss (cross-entropy)" if metric == "loss" else "Error (%)"
+    base_layout(fig, title or f"{what.split(' (')[0]} during training", height=480, hovermode="closest")
+    fig.update_xaxes(title_text="iteration (SGD step)", rangemode="tozero")
+    fig.update_yaxes(title_text=what + (" — log scale" if log_y else ""), type="log" if log_y else "linear")
+    return fig
+
+
+def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_source: str = "eval",
+                      smoothing: float = 0.9, show_paper: bool = True, title: str | None = None) -> go.Figure:
+    """Paper Fig. 6 style: plain nets left, ResNets right; thin dashed = training error, bold = test error; colour =
+    depth. The residual panel carries Table 6's test errors (full 64k-iteration training) as dotted reference lines
+    for the depths shown.
+
+    train_source: "eval" = error on the fixed training subset at each evaluation (falls back to the batches when a
+    run has no evaluations), "batch" = EMA of the per-batch training error."""
+    runs = as_runs(runs)
+    colors = run_colors(runs)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=("plain networks", "ResNets (residual networks)"))
+    x_end = 0.0
+    for run, color in zip(runs, colors):
+        m, col = run.metrics, 2 if run.residual else 1
+        es, tr, te = metric_array(m, "eval_step"), metric_array(m, "train_error"), metric_array(m, "test_error")
+        steps, be = metric_array(m, "step"), metric_array(m, "batch_error")
+        for arr in (es, steps):
+            if arr is not None:
+                x_end = max(x_end, float(np.nanmax(arr)))
+        if train_source == "eval" and es is not None and tr is not None and len(tr) == len(es):
+            tx, ty, how = es, tr.astype(float) * 100, "on the training subset"
+        elif steps is not None and be is not None and len(be) == len(steps):
+            keep = thin_indices(len(be))
+            tx, ty, how = steps[keep], ema(be.astype(float) * 100, smoothing)[keep], "of the batches, smoothed"
+        else:
+            tx = ty = None
+        if tx is not None:
+            fig.add_trace(go.Scatter(
+                x=tx, y=ty, mode="lines", line=dict(color=color, width=1.3, dash="dash"),
+                name=f"{run.label} train", legendgroup=run.label,
+                hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>training error ({how}) %{{y:.2f}}%"
+                              "<extra></extra>"), row=1, col=col)
+        if es is not None and te is not None and len(te) == len(es):
+            fig.add_trace(go.Scatter(
+                x=es, y=te.astype(float) * 100, mode="lines", line=dict(color=color, width=3.2),
+                name=f"{run.label} test", legendgroup=run.label,
+                hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>test error %{{y:.2f}}%<extra></extra>"),
+                row=1, col=col)
+    if show_paper:
+        depth_color: dict[int, str] = {}
+        for run, color in zip(runs, colors):
+            if run.residual and run.depth in PAPER_TABLE6_ERROR:
+                depth_color.setdefault(run.depth, color)
+        xs = np.linspace(0, max(x_end, 1.0), 60)
+        for i, depth in enumerate(sorted(depth_color)):
+            err = PAPER_TABLE6_ERROR[depth]
+            text = f"paper ResNet-{depth}: {err:.2f}%"
+            fig.add_trace(go.Scatter(
+                x=xs, y=np.full(len(xs), err), mode="lines", line=dict(color=depth_color[depth], width=1.5, dash="dot"),
+                name=text, legendgroup=f"paper-{depth}",
+                hovertemplate=f"<b>{text}</b> test error<br>He et al. 2015, Table 6: full 64k-iteration training "
+                              f"on all 50k images<extra></extra>"), row=1, col=2)
+            # close values (6.43 … 8.75 %) would print on top of each other: stagger the labels along the line
+            fig.add_annotation(x=float(xs[-1]) * (1 - 0.34 * (i % 3)), y=math.log10(err) if log_y else err,
+                               text=text, showarrow=False, xanchor="right",
+                               yanchor="bottom" if (i // 3) % 2 == 0 else "top",
+                               font=dict(size=11, color=depth_color[depth]), row=1, col=2)
+    _mark_lr_drops(fig, runs, row=1, col="all")
+    base_layout(fig, title or "Training error (dashed) and test error (bold) — paper Fig. 6 style", height=520,
+                 hovermode="closest")
+    fig.update_xaxes(title_text="iterations", rangemode="tozero")
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_yaxes(title_text="error (%)" + (" — log scale" if log_y else ""), row=1, col=1)
+    return fig

@@ -1,0 +1,61 @@
+"""Training curves and the paper's Fig. 6, on synthetic run metrics."""
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from figure_fixtures import fake_metrics, fake_run, four_runs
+from resnet_viz import figures
+from resnet_viz.config import PAPER_TABLE6_ERROR
+from resnet_viz.figures import RunSeries
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return four_runs()
+
+
+def test_training_curves(runs):
+    fig = figures.training_curves(runs, metric="loss", smoothing=0.9)
+    assert isinstance(fig, go.Figure)
+    names = [t.name for t in fig.data]
+    for r in runs:
+        assert f"{r.label} · batches (EMA 0.9)" in names
+        assert f"{r.label} · train set" in names and f"{r.label} · test set" in names
+    assert fig.layout.yaxis.type == "linear" and "iteration" in fig.layout.xaxis.title.text
+    err = figures.training_curves(runs[:1], metric="error", log_y=True, show_raw=False)
+    assert err.layout.yaxis.type == "log"
+    test_trace = next(t for t in err.data if t.name.endswith("test set"))
+    assert np.allclose(test_trace.y, runs[0].metrics["test_error"] * 100)  # percent
+    assert len(err.data) == 3  # EMA + train + test, no raw trace
+    with pytest.raises(ValueError):
+        figures.training_curves(runs, metric="accuracy")
+
+
+def test_training_curves_thin_long_runs():
+    m = fake_metrics(3, steps=20_000, evals=3)
+    fig = figures.training_curves([RunSeries("plain-8", m, [], residual=False, depth=8)], smoothing=0.9)
+    assert all(len(t.x) <= figures.MAX_LINE_POINTS + 1 for t in fig.data)
+
+
+def test_fig6_error_curves(runs):
+    fig = figures.fig6_error_curves(runs)
+    assert fig.layout.annotations[0].text == "plain networks"
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["plain-56 test"].xaxis == "x" and by_name["resnet-56 test"].xaxis == "x2"
+    assert by_name["plain-56 train"].line.dash == "dash" and by_name["plain-56 test"].line.width > \
+        by_name["plain-56 train"].line.width
+    assert by_name["plain-20 test"].line.color == by_name["plain-20 train"].line.color  # colour = depth
+    # Table 6 reference lines in the residual panel only, for the depths present
+    refs = [t for t in fig.data if t.name.startswith("paper ResNet")]
+    assert {t.name for t in refs} == {f"paper ResNet-20: {PAPER_TABLE6_ERROR[20]:.2f}%",
+                                     f"paper ResNet-56: {PAPER_TABLE6_ERROR[56]:.2f}%"}
+    assert all(t.xaxis == "x2" and t.line.dash == "dot" for t in refs)
+    assert all("full 64k-iteration training" in t.hovertemplate for t in refs)
+    assert float(refs[1].y[0]) == PAPER_TABLE6_ERROR[56]
+    assert fig.layout.yaxis.type == "linear"
+    assert figures.fig6_error_curves(runs, log_y=True).layout.yaxis.type == "log"
+
+
+def test_fig6_without_a_paper_depth_has_no_reference():
+    fig = figures.fig6_error_curves([fake_run(residual=True, depth=8)])
+    assert not [t for t in fig.data if t.name.startswith("paper")]
