@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .compute import autocast_for, cpu_has_bf16
 from .config import ModelConfig, RunConfig, TrainConfig
 from .errors import ConfigError
 
@@ -174,6 +173,31 @@ def is_cached(model_cfg: ModelConfig, batch_size: int, device: torch.device) -> 
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     prefix = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(threads)))
     return any(k.startswith(prefix) for k in _load_cache().get("speeds", {}))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN can run bf16 convolutions natively here (AVX-512-BF16 or AMX); elsewhere bf16 is emulated and
+    slower than fp32, so it is not even measured."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context for the training forward pass; fp32 means none."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def resolve_precision(precision: str, model_cfg: ModelConfig, batch_size: int, device: torch.device) -> str:
+    """"auto" becomes what speed_for measured (or bf16 on CUDA, fp32 on MPS); "fp32"/"bf16" stay as asked."""
+    if precision != "auto":
+        return precision
+    return speed_for(model_cfg, batch_size, device, "auto").precision
 
 
 # ---------------------------------------------------------------------------------------------------------- plans ----

@@ -26,11 +26,13 @@ from .errors import ConfigError
 from .metric_log import DeviceMetricLog, MetricArrays
 from .models import build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
-from .threads import training_threads
+from .budget import resolve_precision
+from .threads import ThreadGovernor
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
+PACE_WINDOW_S = 30.0  # the ETA follows the pace of about the last half minute: it notices a busier machine
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
 
 
@@ -76,23 +78,25 @@ def lr_at(step: int, total: int, cfg) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (progress - 0.25) / 0.75))
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (Hopper/Ampere tensor cores); fp32 elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def evaluate(model: torch.nn.Module, eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 500,
              channels_last: bool = False) -> dict[str, float]:
     """Mean cross-entropy and error rate of the model in eval mode on each named set of (uint8 images, labels), both
-    on the model's device: {"<name>_loss": …, "<name>_error": …}. Runs as training does (autocast on CUDA,
-    channels_last if asked); sums stay on the device, so all sets together cost one host sync. The model's
-    train/eval mode is restored afterwards."""
+    on the model's device: {"<name>_loss": …, "<name>_error": …}. Always in fp32, whatever precision training
+    uses, so runs compare; channels_last if asked. Sums stay on the device, so all sets together cost one host sync.
+    The model's train/eval mode is restored afterwards."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         results = []
-        with torch.no_grad(), autocast_for(device):
+        with torch.no_grad():
             for x_all, y_all in eval_sets.values():
                 loss_sum = torch.zeros((), device=device)
                 wrong = torch.zeros((), device=device)
@@ -150,11 +154,16 @@ class Progress:
     def fraction(self) -> float:
         return self.step / max(1, self.total_steps)
 
+    seconds_per_step: float | None = None  # the recent pace, evaluations excluded
+    evals_left: int = 0
+    seconds_per_eval: float = 0.0
+
     @property
     def eta_seconds(self) -> float | None:
-        if self.step == 0:
+        """Time left: the steps left at the recent pace, plus the evaluations left at their measured cost."""
+        if self.seconds_per_step is None:
             return None
-        return self.elapsed / self.step * (self.total_steps - self.step)
+        return (self.total_steps - self.step) * self.seconds_per_step + self.evals_left * self.seconds_per_eval
 
 
 @dataclass
@@ -174,13 +183,14 @@ class Trainer:
 
     def __init__(self, config: RunConfig, data: Cifar10Tensors | None = None, store: RunStore | None = None,
                  on_progress: Callable[[Progress], None] | None = None, stop_event: threading.Event | None = None,
-                 save: bool = True):
+                 save: bool = True, reserve_cores: int = 0):
         self.config = config.validate()
         self.data = data
         self.store = store if store is not None else (RunStore() if save else None)
         self.on_progress = on_progress
         self.stop_event = stop_event or threading.Event()
         self.writer: RunWriter | None = None
+        self.reserve_cores = reserve_cores  # CPU cores left free, e.g. for the app's server to render pages
         # The run's state, set up by _train for its helpers _evaluate, _report and _save:
         self._run_id, self._device, self._started, self._eval_seconds = "unsaved", None, 0.0, 0.0
         self._plan: StepPlan | None = None
@@ -232,8 +242,8 @@ class Trainer:
         self._run_id, self._device = run_id, device
         self._started = time.perf_counter()
         self._eval_seconds = 0.0
-        if device.type == "cpu":
-            torch.set_num_threads(training_threads())
+        governor = ThreadGovernor(self.reserve_cores, fixed=tc.threads or None) if device.type == "cpu" else None
+        self._threads_used = {governor.start()} if governor else set()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(tc.seed)
@@ -247,6 +257,8 @@ class Trainer:
 
         train_x, train_y, eval_sets = self._prepare_data(device)
         plan = self._plan = StepPlan.for_run(len(train_y), tc)
+        self._precision = precision = resolve_precision(tc.precision, cfg.model, plan.batch, device)
+        self._pace_marks: list[tuple[int, float]] = []  # (step, training seconds): the recent pace, for the ETA
         optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                     weight_decay=tc.weight_decay)
         generator = torch.Generator(device=device).manual_seed(tc.seed)
@@ -263,9 +275,10 @@ class Trainer:
 
         if self.writer is not None:
             self.writer.set_status("running", step=0, total_steps=plan.total, device=describe_device(device),
-                                   layer_names=len(weights))
+                                   layer_names=len(weights), **self._compute_fields())
         model.train()
         self._evaluate(model, eval_sets, 0, channels_last)
+        self._pace_marks.append((0, time.perf_counter() - self._started - self._eval_seconds))
         step = 0
         while step < plan.total and status == "finished":
             perm = torch.randperm(len(train_y), device=device, generator=generator)
@@ -286,7 +299,7 @@ class Trainer:
                 y = train_y[idx]
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast_for(device):
+                with autocast_for(device, precision):
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -295,6 +308,8 @@ class Trainer:
                                 [w.grad for w in weights] if log.wants_grad_norms(step) else None)
                 optimizer.step()
                 step += 1
+                if governor is not None:
+                    self._threads_used.add(governor.maybe_adjust())
 
                 now = time.perf_counter()
                 if log.flush_due(step, now) or step == plan.total:
@@ -332,11 +347,32 @@ class Trainer:
         self._eval_seconds += time.perf_counter() - t0
         self._metrics.add_evaluation(step, values, elapsed=time.perf_counter() - self._started)
 
+    def _compute_fields(self) -> dict:
+        """What the run's status records of how it used the machine."""
+        threads = sorted(self._threads_used)
+        return {"precision": self._precision, **({"threads": threads[-1] if len(threads) == 1 else threads}
+                                                 if threads else {})}
+
+    def _pace(self, step: int, training_seconds: float) -> float | None:
+        """Seconds per step over roughly the last PACE_WINDOW_S of training (evaluations excluded)."""
+        marks = self._pace_marks
+        if not marks or marks[-1][0] != step:
+            marks.append((step, training_seconds))
+        while len(marks) > 2 and marks[-1][1] - marks[1][1] >= PACE_WINDOW_S:
+            marks.pop(0)
+        (s0, t0), (s1, t1) = marks[0], marks[-1]
+        if s1 <= s0:
+            return None
+        return (t1 - t0) / (s1 - s0)
+
     def _report(self, step: int, state: str = "running") -> None:
         if self.on_progress is None:
             return
         metrics, plan = self._metrics, self._plan
         elapsed = time.perf_counter() - self._started
+        training_seconds = elapsed - self._eval_seconds
+        n_evals = len(metrics.evals["eval_step"])
+        evals_left = len([s for s in range(step + 1, plan.total + 1) if s % plan.eval_every == 0 or s == plan.total])
         recent = metrics.loss[max(0, step - self.config.train.flush_every):step]
         self.on_progress(Progress(
             run_id=self._run_id, label=self.config.model.name, step=step, total_steps=plan.total,
@@ -345,14 +381,16 @@ class Trainer:
             lr=float(metrics.lr[max(0, step - 1)]), elapsed=elapsed,
             images_per_second=step * plan.batch / max(1e-9, elapsed - self._eval_seconds), status=state,
             test_error=metrics.last_evaluation("test_error"), train_error=metrics.last_evaluation("train_error"),
-            metrics=metrics.as_dict(step), layer_names=self._layer_names))
+            metrics=metrics.as_dict(step), layer_names=self._layer_names,
+            seconds_per_step=self._pace(step, training_seconds) if step > 0 else None, evals_left=evals_left,
+            seconds_per_eval=self._eval_seconds / max(1, n_evals)))
 
     def _save(self, step: int, state: str, **extra) -> None:
         if self.writer is None:
             return
         self.writer.write_metrics(self._metrics.as_dict(step), self._layer_names, self._branch_names)
         self.writer.set_status(state, step=step, total_steps=self._plan.total, device=describe_device(self._device),
-                               seconds=time.perf_counter() - self._started, **extra)
+                               seconds=time.perf_counter() - self._started, **self._compute_fields(), **extra)
 
 
 def train(config: RunConfig, **kwargs) -> TrainResult:

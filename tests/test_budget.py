@@ -1,10 +1,10 @@
-"""Time budgets and fair CPU use: thread choice, speed measurement and its cache, plans that fit the budget."""
+"""Time budgets: speed measurement and its cache, plans that fit the budget, the remaining-time estimate."""
 import json
 
 import pytest
 import torch
 
-from resnet_viz import budget, compute
+from resnet_viz import budget
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import ConfigError
 
@@ -18,46 +18,6 @@ def speed_cache(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     yield tmp_path / "step_times.json"
     torch.set_num_threads(before)
-
-
-@pytest.mark.parametrize("others, reserve, cores, expected", [
-    (0.0, 0, 2, 2), (0.2, 0, 2, 2), (1.0, 0, 2, 1), (0.9, 0, 16, 15), (3.0, 0, 2, 1), (0.0, 1, 2, 1),
-    (0.0, 1, 16, 15), (2.4, 1, 16, 12),
-])
-def test_threads_fit_beside_other_work(others, reserve, cores, expected):
-    assert compute.choose_threads(others, reserve, cores) == expected
-
-
-def test_cpu_load_counts_other_processes_not_this_one(monkeypatch):
-    """Machine-wide busy time minus this process's own, per second of wall time, in cores."""
-    ticks = compute.os.sysconf("SC_CLK_TCK")
-    readings = iter([(1000, 100), (1000 + 3 * ticks, 100 + 1 * ticks)])  # 3 cores-seconds busy, 1 of them ours
-    clock = iter([10.0, 11.0])
-
-    class FakeTime:
-        monotonic = staticmethod(lambda: next(clock))
-        sleep = staticmethod(lambda s: None)
-
-    monkeypatch.setattr(compute, "_read_jiffies", lambda: next(readings))
-    monkeypatch.setattr(compute, "time", FakeTime)
-    load = compute.CpuLoad()
-    assert load.others_busy(min_interval=0.0) == pytest.approx(2.0)
-
-
-def test_cpu_load_reads_this_machine():
-    load = compute.CpuLoad()
-    assert 0.0 <= load.others_busy(min_interval=0.1) <= compute.usable_cores() + 0.5
-
-
-def test_governor_with_a_fixed_thread_count_never_changes_it():
-    before = torch.get_num_threads()
-    try:
-        g = compute.ThreadGovernor(fixed=1)
-        assert g.start() == 1 and torch.get_num_threads() == 1
-        g._last_check = -1e9
-        assert g.maybe_adjust() == 1
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_speed_is_measured_once_then_cached(speed_cache):
@@ -79,7 +39,7 @@ def test_speed_is_measured_once_then_cached(speed_cache):
 def test_auto_precision_picks_a_measured_one(speed_cache):
     s = budget.speed_for(TINY, 16, torch.device("cpu"), "auto")
     assert s.precision in ("fp32", "bf16")
-    if not compute.cpu_has_bf16():
+    if not budget.cpu_has_bf16():
         assert s.precision == "fp32"
 
 
