@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, check_whole
 from .errors import ConfigError
+
+MAX_INPUT_SIZE = 4096  # pixels per side for a summary; ImageNet nets are built for 224
 
 IMAGENET_LAYOUT = {  # depth -> (block type, blocks per stage)
     18: ("basic", (2, 2, 2, 2)),
@@ -312,6 +314,8 @@ def model_summary(cfg: ModelConfig, input_size: int | None = None) -> dict:
     Runs the model on PyTorch's meta device, so it costs no memory and no arithmetic: a 1202-layer net summarises in
     well under a second. FLOPs are reported as 2 × MACs, the convention of `torch.utils.flop_counter`."""
     cfg.validate()
+    if input_size is not None:
+        check_whole("The input size (pixels per side)", input_size, 1, MAX_INPUT_SIZE)
     size = input_size or default_input_size(cfg)
     with torch.device("meta"):
         model = ResNet(cfg).eval()  # eval: batch norm on the meta device is much faster, counts are the same
