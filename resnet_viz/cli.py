@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 from .config import DEVICES, FAMILIES, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig, TrainConfig
 from .errors import ResnetVizError
@@ -118,25 +118,33 @@ def _schedule_and_lr(args) -> tuple[str, float, str | None]:
 
 
 def _train_config(args) -> TrainConfig:
+    typed = TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size,
+                        lr=TrainConfig.lr if args.lr is None else args.lr, schedule=args.schedule or "step",
+                        warmup_steps=args.warmup_steps, momentum=args.momentum, weight_decay=args.weight_decay,
+                        seed=args.seed, device=args.device, eval_every=args.eval_every,
+                        eval_images=args.eval_images, max_steps=args.max_steps, grad_norm_every=args.grad_norm_every,
+                        record_grad_norms=not args.no_grad_norms)
+    typed.validate()  # before the step count below does arithmetic with what was typed (--epochs nan, inf …)
     schedule, lr, note = _schedule_and_lr(args)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=lr,
-                       schedule=schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
-                       weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                       eval_every=args.eval_every, eval_images=args.eval_images, max_steps=args.max_steps,
-                       grad_norm_every=args.grad_norm_every, record_grad_norms=not args.no_grad_norms)
+    return dataclasses.replace(typed, schedule=schedule, lr=lr)
 
 
 def _run_training(args, configs: list[RunConfig]) -> int:
     from tqdm import tqdm
 
     from .data import load_cifar10
+    from .models import check_fits
     from .store import RunStore
-    from .trainer import Trainer
-    for c in configs:  # fail on a bad config before spending minutes on the first run
+    from .trainer import Trainer, resolve_device
+    # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
+    # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
+    for c in configs:
         c.validate()
+        check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
+    store.check_writable()
     data = load_cifar10(args.data, download=not args.no_download)
     print(f"data: {data.source}", file=sys.stderr)
     stop = threading.Event()
@@ -187,7 +195,7 @@ def _pct(v) -> str:
 
 
 def cmd_list(args) -> int:
-    from .store import RunStore
+    from .store import RunStore, strict_json
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runs = RunStore(args.runs).list()
@@ -200,7 +208,7 @@ def cmd_list(args) -> int:
         except ResnetVizError as e:
             print(f"warning: {e}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summaries, indent=2))
+        print(strict_json(summaries, indent=2))
         return 0
     if not summaries:
         print(f"no runs in {RunStore(args.runs).root}")
@@ -212,6 +220,47 @@ def cmd_list(args) -> int:
         print(f"{s['id']:<44} {s['label']:<22} {s['status']:<11} {s['steps_done']:>7} "
               f"{_num(s['final_train_loss']):>10} {_pct(s['final_train_error']):>9} {_pct(s['final_test_error']):>8}")
     return 0
+
+
+def cmd_export(args) -> int:
+    from .store import RunStore
+    text = RunStore(args.runs).export(args.run_id, args.format)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output).expanduser()
+    if path.is_dir():
+        raise ResnetVizError(f"{path} is a folder; give a file name for the export, e.g. "
+                             f"{path / f'{args.run_id}.{args.format}'}.")
+    if not path.parent.is_dir():
+        raise ResnetVizError(f"Cannot write {path}: the folder {path.parent} does not exist. Create it first or "
+                             f"choose another place.")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ResnetVizError(f"Cannot write {path}: {e.strerror or e}.") from e
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from .store import RunStore
+    store = RunStore(args.runs)
+    run = store.get(args.run_id)
+    if not args.yes:
+        try:
+            answer = input(f"Delete run {run.id} ({run.label}, {run.state})? [y/N] ")
+        except EOFError:  # no terminal to ask (a script, a pipe): not a yes
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted (use --yes to delete without asking)")
+            return 1
+    store.delete(run.id)
+    print(f"deleted {run.id}")
+    return 0
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)  # a sentence for the user, not Python's file:line report
 
 
 def cmd_summary(args) -> int:
@@ -227,48 +276,36 @@ def cmd_summary(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous_showwarning, warnings.showwarning = warnings.showwarning, _print_warning
     try:
         if args.command == "train":
-            config = RunConfig(model=_model_config(args, args.arch, args.depth), train=_train_config(args),
-                               data_dir=args.data, name=args.name)
+            model = _model_config(args, args.arch, args.depth).validate()
+            config = RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=args.name)
             return _run_training(args, [config])
         if args.command == "sweep":
-            train, configs = _train_config(args), []
-            for arch, depth in itertools.product(args.arch, args.depth):
-                model = _model_config(args, arch, depth)
-                name = f"{args.name}-{model.name}" if args.name else None
-                configs.append(RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
-                                         name=name))
+            models = [_model_config(args, arch, depth).validate()
+                      for arch, depth in itertools.product(args.arch, args.depth)]
+            train = _train_config(args)
+            configs = [RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
+                                 name=f"{args.name}-{model.name}" if args.name else None) for model in models]
             return _run_training(args, configs)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "export":
-            from .store import RunStore
-            text = RunStore(args.runs).export(args.run_id, args.format)
-            if args.output:
-                with open(args.output, "w", encoding="utf-8") as f:
-                    f.write(text)
-            else:
-                sys.stdout.write(text)
-            return 0
+            return cmd_export(args)
         if args.command == "delete":
-            from .store import RunStore
-            store = RunStore(args.runs)
-            run = store.get(args.run_id)
-            if not args.yes:
-                answer = input(f"Delete run {run.id} ({run.label}, {run.state})? [y/N] ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    print("not deleted")
-                    return 1
-            store.delete(run.id)
-            print(f"deleted {run.id}")
-            return 0
+            return cmd_delete(args)
         if args.command == "summary":
             return cmd_summary(args)
     except ResnetVizError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a folder removed under a running command: the system's own sentence
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
     return 0

@@ -51,8 +51,13 @@ class JobQueue:
 
     # -- called from page scripts ---------------------------------------------------------------------------------
     def submit(self, configs: list[RunConfig], owner: str, runs_dir: str | None = None) -> list[Job]:
-        for c in configs:
-            c.validate()  # a bad config is refused at once, with the same message as the CLI's
+        from .store import RunStore
+        from .trainer import resolve_device
+        for c in configs:  # refused at once, with the same message as the CLI's, not after loading the data
+            c.validate()
+            resolve_device(c.train.device)
+        if configs:
+            RunStore(runs_dir).check_writable()
         with self._lock:
             jobs = [Job(next(self._ids), owner, copy.deepcopy(c), runs_dir) for c in configs]
             self._jobs.extend(jobs)
@@ -112,7 +117,7 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from .data import load_cifar10
+        from .data import load_cifar10, subset_note
         from .store import RunStore
         from .trainer import Trainer
 
@@ -126,6 +131,7 @@ class JobQueue:
 
         try:
             data = load_cifar10(job.config.data_dir)
+            note = subset_note(job.config.train.subset, len(data.train_labels))
             trainer = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress,
                               stop_event=job.stop_event)
             with self._lock:
@@ -139,6 +145,8 @@ class JobQueue:
                                "stopped": f"Stopped at step {result.steps}; what was trained is saved.",
                                "diverged": f"Diverged at step {result.diverged_step} (the loss became NaN or "
                                            f"infinite). Try a lower learning rate."}[result.status]
+                if note:
+                    job.message = f"{job.message} {note}"
         except ResnetVizError as e:
             with self._lock:
                 job.state, job.message = "failed", str(e)

@@ -11,6 +11,7 @@ import os
 from contextlib import nullcontext
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,15 +21,16 @@ import torch.nn.functional as F
 
 from .analysis import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
-from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset
+from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
-from .models import build_model, check_fits, weight_layers
+from .models import _available_memory, build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
+MAX_RECORD_BYTES = 4 * 2**30  # host memory for the recorded metrics (also bounded by half the free memory)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -113,11 +115,38 @@ class TrainResult:
     model: torch.nn.Module | None = field(default=None, repr=False)
 
 
+def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
+                         n_blocks: int = 0, probe_every: int = 0) -> int:
+    """Raise ConfigError when the metric arrays of a run (allocated up front, for every step) would not fit in host
+    memory: a typed `--epochs 10000 --batch-size 1` should be a sentence, not an out-of-memory kill."""
+    n_grad = -(-total_steps // grad_every) if record_grads else 0
+    n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
+    need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
+    free = _available_memory(torch.device("cpu"))
+    limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
+    if need > limit:
+        raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
+                          f"metrics alone (the limit here is {limit / 2**30:.1f} GiB). Train fewer steps (fewer "
+                          f"epochs, a larger batch, max_steps) or record gradient norms less often.")
+    return need
+
+
+def eval_divergence(evals: dict[str, list], step: int) -> str | None:
+    """The message for a latest evaluation whose loss is NaN or infinite, else None. The batch losses can stay
+    finite while the weights (or batch norm's running statistics) have blown up: that run diverged too."""
+    for key, what in (("train_loss", "training"), ("test_loss", "test")):
+        if evals[key] and not math.isfinite(evals[key][-1]):
+            return (f"The {what} loss became {evals[key][-1]} at the evaluation after step {step}, although the batch "
+                    f"losses were finite: training diverged. Try a lower learning rate or a warm-up.")
+    return None
+
+
 class _Metrics:
     """Host-side arrays, filled from device buffers at each flush."""
 
     def __init__(self, total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
                  n_blocks: int = 0, probe_every: int = 0):
+        check_recording_fits(total_steps, n_layers, grad_every, record_grads, n_blocks, probe_every)
         self.loss = np.full(total_steps, np.nan, np.float32)
         self.batch_error = np.full(total_steps, np.nan, np.float32)
         self.lr = np.zeros(total_steps, np.float32)
@@ -191,6 +220,8 @@ class Trainer:
     def _prepare_data(self, device: torch.device):
         tc = self.config.train
         data = self.data if self.data is not None else load_cifar10(self.config.data_dir)
+        if (note := subset_note(tc.subset, len(data.train_labels))) is not None:
+            warnings.warn(note, stacklevel=3)
         train_idx = (stratified_subset(data.train_labels, tc.subset, seed=tc.seed) if tc.subset
                      else torch.arange(len(data.train_labels)))
         eval_train_idx = stratified_subset(data.train_labels[train_idx], tc.eval_images, seed=EVAL_SUBSET_SEED)
@@ -369,6 +400,9 @@ class Trainer:
                     report(step)
                 if step % eval_every == 0 or step == total:
                     evaluate(step)
+                    if (message := eval_divergence(host.evals, step)) is not None:
+                        status, diverged_step = "diverged", step - 1
+                        break
                     report(step)
                 if now - last_save_time > SAVE_SECONDS:
                     save(step, "running")
@@ -379,6 +413,8 @@ class Trainer:
         flush(step)
         if status == "stopped" and (not host.evals["eval_step"] or host.evals["eval_step"][-1] != step):
             evaluate(step)
+            if (divergence := eval_divergence(host.evals, step)) is not None:
+                status, diverged_step, message = "diverged", max(0, step - 1), divergence
         steps_done = diverged_step + 1 if diverged_step is not None else step
         if self.writer is not None and status in ("finished", "stopped"):
             self.writer.write_checkpoint(model)
