@@ -261,8 +261,16 @@ def _load_cache(path: Path) -> dict[str, torch.Tensor] | None:
           and all(tensors[k].dtype == torch.uint8 and tensors[k].shape[1:] == (3, 32, 32)
                   for k in ("train_images", "test_images"))
           and len(tensors["train_images"]) == len(tensors["train_labels"])
-          and len(tensors["test_images"]) == len(tensors["test_labels"]))
+          and len(tensors["test_images"]) == len(tensors["test_labels"])
+          and all(_labels_ok(tensors[k]) for k in ("train_labels", "test_labels")))
     return tensors if ok else None
+
+
+def _labels_ok(labels: torch.Tensor) -> bool:
+    """Whole-number class indices 0-9, one per image: anything else would fail deep inside the loss."""
+    return (labels.dim() == 1 and not labels.dtype.is_floating_point and not labels.dtype.is_complex
+            and labels.dtype != torch.bool
+            and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < len(CIFAR10_CLASSES))))
 
 
 def _save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -95,8 +95,8 @@ _STEP_NUMBERS = ("step", "eval_step", "grad_norm_step", "branch_ratio_step")
 def check_metrics(m: dict[str, np.ndarray], layer_names: list[str], branch_names: list[str]) -> None:
     """Shapes and kinds that the charts, the summary and the CSV export rely on."""
     for key, arr in m.items():
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(f"metrics.safetensors: {key!r} holds {arr.dtype} values, not numbers")
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"metrics.safetensors: {key!r} holds {arr.dtype} values, not real numbers")
         if key in _STEP_NUMBERS and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"metrics.safetensors: {key!r} holds {arr.dtype} values, not step numbers")
         if key in _STEP_NUMBERS and len(arr) and arr.min() < 0:
@@ -110,12 +110,17 @@ def check_metrics(m: dict[str, np.ndarray], layer_names: list[str], branch_names
         if len({len(m[k]) for k in present}) > 1:
             raise ValueError(f"metrics.safetensors: {', '.join(present)} have different lengths "
                              f"({', '.join(str(len(m[k])) for k in present)})")
+    if "eval_step" in m:
+        missing = [k for k in _PER_EVAL[1:-1] if k not in m]  # eval_time is optional (older runs lack it)
+        if missing:
+            raise ValueError(f"metrics.safetensors: evaluations without {', '.join(missing)}")
     for steps_key, table_key, names, what in (("grad_norm_step", "grad_norms", layer_names, "layer"),
                                               ("branch_ratio_step", "branch_ratios", branch_names, "block")):
+        if (steps_key in m) != (table_key in m):
+            raise ValueError(f"metrics.safetensors: {steps_key!r} and {table_key!r} come in pairs; one is missing")
         if table_key not in m:
             continue
-        table = m[table_key]
-        rows = len(m[steps_key]) if steps_key in m else None
-        if table.ndim != 2 or (rows is not None and table.shape[0] != rows) or table.shape[1] != len(names):
+        table, rows = m[table_key], len(m[steps_key])
+        if table.ndim != 2 or table.shape[0] != rows or table.shape[1] != len(names):
             raise ValueError(f"metrics.safetensors: {table_key!r} has shape {list(table.shape)}, but the file names "
-                             f"{len(names)} {what}(s)" + (f" and {rows} recorded steps" if rows is not None else ""))
+                             f"{len(names)} {what}(s) and {rows} recorded steps")

@@ -33,8 +33,8 @@ from .run_checks import STATUSES, check_meta, check_metrics, check_status, names
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HEARTBEAT_S = 10.0  # a running writer rewrites status.json this often, however long its steps take
-HEARTBEAT_STALE_S = 60.0  # a "running" run written elsewhere whose heartbeat is this old is taken as dead
-STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats, and for a live pid that stopped beating
+HEARTBEAT_STALE_S = 60.0  # a "running" run whose heartbeat is this old is taken as dead
+STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats (status.json without one)
 PER_STEP_KEYS = ("loss", "batch_error", "lr")
 PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
 
@@ -363,10 +363,11 @@ class RunStore:
         if status.get("host") == socket.gethostname() and status.get("pid") is not None \
                 and not _pid_alive(status["pid"]):
             return True
-        age = time.time() - float(status.get("heartbeat") or status.get("updated") or 0)
-        if status.get("heartbeat") is not None and status.get("host") != socket.gethostname():
-            return age > HEARTBEAT_STALE_S
-        return age > STALE_HEARTBEAT_S
+        # A live writer beats every HEARTBEAT_S whatever it is doing; a silent one on this host is a recycled pid
+        # or a hung process, on another host a dead one. Runs written before heartbeats get the old, long timeout.
+        if status.get("heartbeat") is not None:
+            return time.time() - status["heartbeat"] > HEARTBEAT_STALE_S
+        return time.time() - float(status.get("updated") or 0) > STALE_HEARTBEAT_S
 
     def get(self, run_id: str) -> Run:
         path = self._path(run_id)

@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -163,6 +164,9 @@ BAD_RUNS = {
     "eval arrays of different lengths": _metrics(lambda m, meta: m.update(test_error=np.ones(5, np.float32))),
     "eval steps as floats": _metrics(lambda m, meta: m.update(eval_step=np.array([0.0, np.nan]))),
     "loss 2-D": _metrics(lambda m, meta: m.update(loss=np.ones((6, 2), np.float32))),
+    "grad norm steps without norms": _metrics(lambda m, meta: m.pop("grad_norms")),
+    "evaluations without test errors": _metrics(lambda m, meta: m.pop("test_error")),
+    "complex numbers in the metrics": _metrics(lambda m, meta: m.update(lr=np.ones(6, np.complex64))),
     "metrics truncated": lambda run: (run / "metrics.safetensors").write_bytes(
         (run / "metrics.safetensors").read_bytes()[:300]),
 }
@@ -222,12 +226,14 @@ def test_a_run_written_elsewhere_is_interrupted_once_its_heartbeat_stops(tmp_pat
     status = tmp_path / run_id / "status.json"
 
     def written(seconds_ago, **more):
-        _edit_json(status, lambda s: s.update(status="running", host="another-host", pid=12345,
-                                              heartbeat=time.time() - seconds_ago, **more))
+        fields = {"host": "another-host", "pid": 12345, **more}
+        _edit_json(status, lambda s: s.update(status="running", heartbeat=time.time() - seconds_ago, **fields))
         return store.get(run_id).state
 
     assert written(5) == "running"
     assert written(store_module.HEARTBEAT_STALE_S + 30) == "interrupted"
+    assert written(store_module.HEARTBEAT_STALE_S + 30, host=socket.gethostname(), pid=os.getpid()) == \
+        "interrupted"  # this host, a live pid (recycled, or a hung writer), but no heartbeat for minutes
     # Runs written before heartbeats existed keep the old, long timeout.
     _edit_json(status, lambda s: s.pop("heartbeat"))
     _edit_json(status, lambda s: s.update(updated=time.time() - 600))
