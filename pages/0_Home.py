@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds t
     sys.path.insert(0, str(ROOT))
 
 import ui  # noqa: E402
+from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.plots import residual_block_diagram  # noqa: E402
 
 ui.page_setup("Home", "🧱")
@@ -37,8 +38,11 @@ def cifar_status(root: Path) -> str:
     candidates = [root, root / "cifar-10-batches-py"]
     if any((c / "test_batch").exists() or (c / "data_batch_1").exists() for c in candidates):
         return "CIFAR-10 found (python batches)"
-    if root.is_dir() and any((c / "train").is_dir() for c in [root, *[p for p in root.iterdir() if p.is_dir()]]):
-        return "CIFAR-10 found (image folder)"
+    try:
+        if root.is_dir() and any((c / "train").is_dir() for c in [root, *[p for p in root.iterdir() if p.is_dir()]]):
+            return "CIFAR-10 found (image folder)"
+    except OSError as e:  # a folder the server may not read
+        return f"{root} cannot be read ({e.strerror or e})"
     return ("CIFAR-10 not here yet — training downloads it (about 170 MB), or point `RESNET_VIZ_DATA` at a folder "
             "that has it")
 
@@ -52,7 +56,7 @@ def runs_status(root: Path) -> str:
             warnings.simplefilter("ignore")
             n = len(RunStore(root).list())
     except Exception:  # a listing problem must not take the home page down
-        n = sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return "cannot be read"
     return f"{n} saved run{'s' if n != 1 else ''}" if n else "no runs yet"
 
 
@@ -136,9 +140,13 @@ for col, preset in zip(preset_cols, PRESETS):
             st.caption(preset.description)
             if st.button("Train", key=f"home_preset_{preset.key}", type="primary" if preset.key == "degradation"
                          else "secondary"):
-                job_queue().submit(preset_runs(preset, device_type, ui.data_dir()), owner=ui.session_id(),
-                                   runs_dir=ui.runs_dir())
-                st.switch_page("pages/2_Train.py")
+                try:
+                    job_queue().submit(preset_runs(preset, device_type, ui.data_dir()), owner=ui.session_id(),
+                                       runs_dir=ui.runs_dir())
+                except ResnetVizError as e:  # e.g. a run store folder that cannot be written
+                    st.error(str(e))
+                else:
+                    st.switch_page("pages/2_Train.py")
 
 st.subheader("Your setup")
 device, detail = find_device()
