@@ -23,7 +23,7 @@ from .analysis import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
-from .models import _available_memory, build_model, check_fits, weight_layers
+from .models import available_memory, build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
@@ -122,7 +122,7 @@ def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, recor
     n_grad = -(-total_steps // grad_every) if record_grads else 0
     n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
     need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
-    free = _available_memory(torch.device("cpu"))
+    free = available_memory(torch.device("cpu"))
     limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
     if need > limit:
         raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
