@@ -169,6 +169,18 @@ def speed_for(model_cfg: ModelConfig, batch_size: int, device: torch.device, pre
         return speed
 
 
+def record_observed(model_cfg: ModelConfig, batch_size: int, device: torch.device, speed: Speed) -> None:
+    """A finished run's own pace replaces the few timed steps: it is the better measurement (hundreds of steps, the
+    real data path), and it heals a measurement taken while the machine was busy."""
+    key = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(speed.threads),
+                    speed.precision))
+    with _LOCK:
+        cache = _load_cache()
+        cache["version"] = SPEED_CACHE_VERSION
+        cache.setdefault("speeds", {})[key] = asdict(speed)
+        _save_cache(cache)
+
+
 def is_cached(model_cfg: ModelConfig, batch_size: int, device: torch.device) -> bool:
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     prefix = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(threads)))
@@ -236,12 +248,13 @@ def run_seconds(steps: int, train: TrainConfig, model: ModelConfig, speed: Speed
     return RUN_OVERHEAD_S + steps * speed.step_seconds + (eval_images + probe_images) * speed.eval_image_seconds
 
 
-def plan_runs(configs: list[RunConfig], minutes: float, device: torch.device, min_steps: int = 10) -> Plan:
+def plan_runs(configs: list[RunConfig], minutes: float, device: torch.device, min_steps: int = 10,
+              refresh: bool = False) -> Plan:
     """Give every run the same number of steps, as many as fit in `minutes` of wall time in all."""
     if not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
         raise ConfigError(f"A time budget is between a few seconds and 24 hours, got {minutes!r} minutes.")
     budget = 60.0 * minutes
-    speeds = [speed_for(c.model, c.train.batch_size, device, c.train.precision) for c in configs]
+    speeds = [speed_for(c.model, c.train.batch_size, device, c.train.precision, refresh) for c in configs]
 
     def total(steps: int) -> float:
         return QUEUE_OVERHEAD_S + sum(run_seconds(steps, c.train, c.model, s) for c, s in zip(configs, speeds))

@@ -76,15 +76,41 @@ def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: T
 
 
 def plan_preset(preset: Preset, minutes: float, device, data_dir: str | None = None,
-                base: TrainConfig | None = None):
+                base: TrainConfig | None = None, refresh: bool = False):
     """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device`, recipe included."""
     from .budget import plan_runs
     probe = preset_runs(preset, 100, data_dir, base)  # the recipe's batch size and evaluations decide the speed
-    plan = plan_runs(probe, minutes, device)
+    plan = plan_runs(probe, minutes, device, refresh=refresh)
     configs = preset_runs(preset, plan.steps, data_dir, base)
     for planned, config in zip(plan.runs, configs):
         planned.config = replace(config, train=replace(config.train, precision=planned.speed.precision))
     return plan
+
+
+def brief_run_rule(epochs: float, subset: int | None, batch_size: int, max_steps: int | None = None,
+                   schedule: str | None = None, lr: float | None = None, train_images: int = 50_000
+                   ) -> tuple[str, float, str | None]:
+    """The schedule and peak lr of a custom run where the user chose neither — the CLI's and the Train page's rule:
+    the paper's step schedule at lr 0.1, unless the run is brief (under BRIEF_RUN_STEPS steps); then one-cycle to
+    lr 0.05, because at lr 0.1 a fresh ResNet-56 spikes and a run of a few hundred steps ends at chance.
+    Returns (schedule, lr, a sentence saying what was chosen and why, or None when the user chose both)."""
+    images = min(subset or train_images, train_images)
+    steps = max(1, int(epochs * (images // max(1, batch_size))))
+    if max_steps:
+        steps = min(steps, max_steps)
+    brief = steps < BRIEF_RUN_STEPS
+    chosen_schedule = schedule or ("onecycle" if brief else "step")
+    chosen_lr = lr if lr is not None else BRIEF_LR if brief and chosen_schedule != "step" else TrainConfig().lr
+    if schedule is not None and lr is not None:
+        return chosen_schedule, chosen_lr, None
+    if brief and schedule is None and lr is None:
+        note = (f"a brief run (~{steps:,} steps): one-cycle schedule peaking at lr {chosen_lr:g}. The paper's lr 0.1 "
+                f"step schedule is built for 64k steps; in a brief run it makes a fresh ResNet-56 collapse. "
+                f"Schedule step with lr 0.1 gives the paper's recipe.")
+    else:
+        note = (f"~{steps:,} steps: {chosen_schedule} schedule at lr {chosen_lr:g}"
+                + (" (the paper's recipe)." if chosen_schedule == "step" and chosen_lr == 0.1 else "."))
+    return chosen_schedule, chosen_lr, note
 
 
 def describe_training(train: TrainConfig) -> str:

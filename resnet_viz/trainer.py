@@ -12,6 +12,7 @@ import os
 from contextlib import nullcontext
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,12 +22,12 @@ import torch.nn.functional as F
 
 from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
-from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset
+from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
 from .metric_log import DeviceMetricLog, MetricArrays
-from .models import build_model, check_fits, weight_layers
+from .models import available_memory, build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
-from .budget import resolve_precision
+from .budget import Speed, record_observed, resolve_precision
 from .threads import ThreadGovernor
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
@@ -34,6 +35,7 @@ FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU r
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
 PACE_WINDOW_S = 30.0  # the ETA follows the pace of about the last half minute: it notices a busier machine
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
+MAX_RECORD_BYTES = 4 * 2**30  # host memory for the recorded metrics (also bounded by half the free memory)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -178,6 +180,32 @@ class TrainResult:
     model: torch.nn.Module | None = field(default=None, repr=False)
 
 
+def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
+                         n_blocks: int = 0, probe_every: int = 0) -> int:
+    """Raise ConfigError when the metric arrays of a run (allocated up front, for every step) would not fit in host
+    memory: a typed `--epochs 10000 --batch-size 1` should be a sentence, not an out-of-memory kill."""
+    n_grad = -(-total_steps // grad_every) if record_grads else 0
+    n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
+    need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
+    free = available_memory(torch.device("cpu"))
+    limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
+    if need > limit:
+        raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
+                          f"metrics alone (the limit here is {limit / 2**30:.1f} GiB). Train fewer steps (fewer "
+                          f"epochs, a larger batch, max_steps) or record gradient norms less often.")
+    return need
+
+
+def eval_divergence(evals: dict[str, list], step: int) -> str | None:
+    """The message for a latest evaluation whose loss is NaN or infinite, else None. The batch losses can stay
+    finite while the weights (or batch norm's running statistics) have blown up: that run diverged too."""
+    for key, what in (("train_loss", "training"), ("test_loss", "test")):
+        if evals[key] and not math.isfinite(evals[key][-1]):
+            return (f"The {what} loss became {evals[key][-1]} at the evaluation after step {step}, although the batch "
+                    f"losses were finite: training diverged. Try a lower learning rate or a warm-up.")
+    return None
+
+
 class Trainer:
     """Trains one run. `request_stop()` may be called from any thread; the loop honours it within one step."""
 
@@ -226,6 +254,8 @@ class Trainer:
         """The training images and labels on the device, and the two fixed evaluation sets {"train", "test"}."""
         tc = self.config.train
         data = self.data if self.data is not None else load_cifar10(self.config.data_dir)
+        if (note := subset_note(tc.subset, len(data.train_labels))) is not None:
+            warnings.warn(note, stacklevel=3)
         train_idx = (stratified_subset(data.train_labels, tc.subset, seed=tc.seed) if tc.subset
                      else torch.arange(len(data.train_labels)))
         eval_train_idx = stratified_subset(data.train_labels[train_idx], tc.eval_images, seed=EVAL_SUBSET_SEED)
@@ -266,6 +296,8 @@ class Trainer:
         # ‖F(x)‖/‖x‖ per residual block over training: how much each block changes its input as it learns
         self._branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
         probe_images = eval_sets["test"][0][:BRANCH_PROBE_IMAGES]
+        check_recording_fits(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
+                             len(self._branch_names), tc.branch_ratio_every)
         metrics = self._metrics = MetricArrays(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
                                                len(self._branch_names), tc.branch_ratio_every)
         log = DeviceMetricLog(metrics, tc.flush_every, len(weights), device, tc.grad_norm_every,
@@ -278,7 +310,8 @@ class Trainer:
                                    layer_names=len(weights), **self._compute_fields())
         model.train()
         self._evaluate(model, eval_sets, 0, channels_last)
-        self._pace_marks.append((0, time.perf_counter() - self._started - self._eval_seconds))
+        self._loop_start = time.perf_counter() - self._started - self._eval_seconds  # training seconds before step 0
+        self._pace_marks.append((0, self._loop_start))
         step = 0
         while step < plan.total and status == "finished":
             perm = torch.randperm(len(train_y), device=device, generator=generator)
@@ -322,6 +355,9 @@ class Trainer:
                     self._report(step)
                 if step % plan.eval_every == 0 or step == plan.total:
                     self._evaluate(model, eval_sets, step, channels_last)
+                    if (message := eval_divergence(metrics.evals, step)) is not None:
+                        status, diverged_step = "diverged", step - 1
+                        break
                     self._report(step)
                 if now - last_save_time > SAVE_SECONDS:
                     self._save(step, "running")
@@ -330,7 +366,11 @@ class Trainer:
         log.flush(step)
         if status == "stopped" and (not metrics.evals["eval_step"] or metrics.evals["eval_step"][-1] != step):
             self._evaluate(model, eval_sets, step, channels_last)
+            if (divergence := eval_divergence(metrics.evals, step)) is not None:
+                status, diverged_step, message = "diverged", max(0, step - 1), divergence
         steps_done = diverged_step + 1 if diverged_step is not None else step
+        if status == "finished":
+            self._record_pace(steps_done, plan.batch, len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
         if self.writer is not None and status in ("finished", "stopped"):
             self.writer.write_checkpoint(model)
         self._save(steps_done, status, message=message, diverged_step=diverged_step, finished=time.time(),
@@ -346,6 +386,20 @@ class Trainer:
         values = evaluate(model, eval_sets, channels_last=channels_last)
         self._eval_seconds += time.perf_counter() - t0
         self._metrics.add_evaluation(step, values, elapsed=time.perf_counter() - self._started)
+
+    def _record_pace(self, steps: int, batch: int, images_per_eval: int) -> None:
+        """Teach the time-budget planner this run's real pace (see budget.record_observed)."""
+        if steps < 20 or len(self._threads_used) > 1 or self._device.type not in ("cpu", "cuda"):
+            return
+        training = time.perf_counter() - self._started - self._eval_seconds - self._loop_start
+        n_evals = len(self._metrics.evals["eval_step"])
+        speed = Speed(step_seconds=training / steps,
+                      eval_image_seconds=self._eval_seconds / max(1, n_evals * images_per_eval),
+                      precision=self._precision, threads=next(iter(self._threads_used), 0))
+        try:
+            record_observed(self.config.model, batch, self._device, speed)
+        except Exception:  # the cache is a convenience: never fail a finished run over it
+            pass
 
     def _compute_fields(self) -> dict:
         """What the run's status records of how it used the machine."""

@@ -137,6 +137,20 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
 
 
+@pytest.mark.parametrize("labels", [lambda t: t + 10, lambda t: t - 1, lambda t: t.float(), lambda t: t.view(-1, 1)])
+def test_cache_with_impossible_labels_is_rebuilt(tmp_path, monkeypatch, labels):
+    """A cache whose labels are not class indices 0-9 (foreign or tampered) would fail deep inside the loss."""
+    from safetensors.torch import load_file, save_file
+    root = write_image_folder(tmp_path / "imgs", n_train_per_class=2, n_test_per_class=1)
+    good = load_cifar10(root, download=False, progress=False)
+    [cache] = cache_files(tmp_path)
+    tensors = load_file(str(cache))
+    tensors["train_labels"] = labels(tensors["train_labels"]).contiguous()
+    save_file(tensors, str(cache))
+    monkeypatch.setattr(data_module, "_MEMO", {})
+    assert torch.equal(load_cifar10(root, download=False, progress=False).train_labels, good.train_labels)
+
+
 # ------------------------------------------------------------------------------------------------ errors ----
 def assert_data_error(match, *args, **kwargs):
     kwargs.setdefault("download", False)
