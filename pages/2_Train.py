@@ -74,7 +74,7 @@ with st.expander("Custom run", expanded=False):
         st.caption(f"**Brief-run rule** (the same as the command line's): when you leave the schedule and the "
                    f"learning rate automatic, a run under {BRIEF_RUN_STEPS:,} steps gets a one-cycle schedule "
                    f"peaking at lr {BRIEF_LR:g}; a longer one the paper's step schedule from lr 0.1.")
-        queued = st.form_submit_button("Queue these runs", type="primary")
+        queued = st.form_submit_button("Queue these runs", type="primary", key="queue_custom")
     if queued:
         try:
             depths = [int(d) for d in depths_text.replace(";", ",").split(",") if d.strip()]

@@ -43,8 +43,7 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
         if not job.done and stop.button("Stop", key=f"stop_{job.id}",
                                         help="Stops within one step and keeps what was trained; a queued run is "
                                              "taken off the queue."):
-            queue.stop(job.id)
-            st.rerun(scope="fragment")
+            queue.stop(job.id)  # the card shows it at the next refresh, within a second
         p = job.progress
         text = _progress_text(job, position, eta)
         if p is not None:
@@ -85,7 +84,6 @@ def live_jobs() -> None:
                      + (f", all done in {fmt_duration(total)})" if total is not None and pending else ")"))
     if len(pending) < len(jobs) and clear.button("Clear finished", key="clear_finished"):
         queue.clear_finished()
-        st.rerun(scope="fragment")
     positions = {j.id: i for i, j in enumerate(pending)}
     for job in jobs:
         _job_card(job, positions.get(job.id), etas.get(job.id))
