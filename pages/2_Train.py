@@ -16,10 +16,11 @@ from resnet_viz.trainer import resolve_device  # noqa: E402
 
 ui.page_setup("Train", "🏋️")
 st.title("Train")
-st.caption("Queue one or more models. Training runs in the background on this machine's one device — switch pages "
-           "freely, it keeps going. Finished (and stopped) runs are saved to the run store.")
-
 queue = job_queue()
+where = ("on the Ray cluster, side by side" if queue.executor == "ray" else
+         "in the background on this machine's one device")
+st.caption(f"Queue one or more models. Training runs {where} — switch pages freely, it keeps going. Finished (and "
+           f"stopped) runs are saved to the run store.")
 device_type = resolve_device("auto").type
 
 
@@ -118,7 +119,8 @@ def live_jobs() -> None:
     others = [j for j in queue.jobs() if j.owner != ui.session_id() and not j.done]
     if others:
         st.info(f"{len(others)} run(s) from another browser session are queued or training on this device; yours "
-                f"follow in order.")
+                f"follow in order." if queue.executor != "ray" else
+                f"{len(others)} run(s) from other browser sessions share the Ray cluster with yours.")
     if not mine:
         st.caption("Nothing queued yet from this browser session. Pick a preset above.")
         return
@@ -138,8 +140,10 @@ def live_jobs() -> None:
                       "finished": ":green[:material/check_circle:] finished",
                       "stopped": ":material/stop_circle: stopped", "diverged": ":red[:material/error:] diverged",
                       "failed": ":red[:material/cancel:] failed",
-                      "cancelled": ":material/block: cancelled"}.get(job.state, job.state)
-            top.markdown(f"**{job.label}** — {status}")
+                      "cancelled": ":material/block: cancelled",
+                      "interrupted": ":red[:material/cancel:] interrupted"}.get(job.state, job.state)
+            top.markdown(f"**{job.label}** — {status}" + (f" on `{job.node}`" if queue.executor == "ray" and job.node
+                                                           else ""))
             if not job.done and stop.button("Stop", key=f"stop_{job.id}",
                                             help="Stops within one step and keeps what was trained."):
                 queue.stop(job.id)
@@ -152,7 +156,7 @@ def live_jobs() -> None:
                 if not job.done:
                     text += f" · ETA {fmt_eta(p.eta_seconds)}"
                 st.progress(min(1.0, p.fraction), text=text)
-            if job.message and job.state == "failed":
+            if job.message and job.state in ("failed", "interrupted"):
                 st.error(job.message)
                 if "CIFAR-10" in job.message:
                     st.info("Set the **CIFAR-10 data folder** in the sidebar (▸ Folders) to a folder you already "
