@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import socket
 import threading
@@ -200,7 +201,6 @@ def _mark_interrupted(runs_dir, run_id: str | None, message: str) -> None:
         return
     path = Path(runs_dir) / run_id / "status.json"
     try:
-        import json
         status = json.loads(path.read_text(encoding="utf-8"))
         if status.get("status") == "running":
             atomic_write_json(path, dict(status, status="interrupted", message=message, updated=time.time()))
@@ -222,6 +222,10 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_run: int | None = None):
         ray = self._ray = import_ray()
+        cpus = cpus_per_run if cpus_per_run is not None else os.environ.get("RESNET_VIZ_RAY_CPUS") or DEFAULT_RAY_CPUS
+        if not str(cpus).isdigit() or int(cpus) < 1:
+            raise ConfigError(f"A run needs a whole number of CPUs, at least one; got {cpus!r}.")
+        cpus = int(cpus)
         address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
             # No address: a local Ray instance on this machine's CPUs and GPUs. The package travels to every node,
@@ -231,11 +235,9 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="warning",
                          runtime_env={"py_modules": [package], "excludes": ["__pycache__"]})
             except Exception as e:
-                raise ConfigError(f"Could not connect to the Ray cluster at {address or 'a new local instance'}: "
-                                  f"{type(e).__name__}: {e}") from e
-        cpus = cpus_per_run or int(os.environ.get("RESNET_VIZ_RAY_CPUS") or DEFAULT_RAY_CPUS)
-        if cpus < 1:
-            raise ConfigError(f"A run needs at least one CPU, got {cpus}.")
+                raise ConfigError(f"Could not reach the Ray cluster at {address or 'a new local instance'} "
+                                  f"({type(e).__name__}: {e}); check that it runs, and that this machine has its "
+                                  f"token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN).") from e
         gpus = ray.cluster_resources().get("GPU", 0)
         self.resources = {"num_gpus": 1, "num_cpus": 1} if gpus >= 1 else {"num_cpus": cpus}
         self._task = ray.remote(_train_task).options(max_retries=0, **self.resources)  # a killed run is not rerun

@@ -177,12 +177,19 @@ def test_the_apps_queue_hands_jobs_to_the_cluster(ray_cluster, data_dir, tmp_pat
 def test_cli_sweep_on_a_cluster_by_address(ray_cluster, data_dir, tmp_path):
     runs = tmp_path / "runs"
     address = ray_cluster.get_runtime_context().gcs_address
-    proc = subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(runs), "--data", str(data_dir), "sweep",
-                           "--depth", "8", "--seeds", "0", "1", "--epochs", "100", "--max-steps", "10", *TINY, "--executor", "ray",
-                           "--ray-address", address], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    sweep = ["sweep", "--depth", "8", "--seeds", "0", "1", "--epochs", "100", "--max-steps", "10", *TINY]
+    proc = subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(runs), "--data", str(data_dir), *sweep,
+                           "--executor", "ray", "--ray-address", address], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished after 10 steps") == 2 and f"Ray cluster at {address}" in proc.stderr
     listed = json.loads(subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(runs), "list", "--json"],
                                        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     assert sorted(r["train"]["seed"] for r in listed) == [0, 1] and {r["executor"] for r in listed} == {"ray"}
+
+
+def test_a_run_asks_for_at_least_one_cpu(ray_cluster):
+    from resnet_viz.errors import ConfigError
+    from resnet_viz.executors import RayExecutor
+    with pytest.raises(ConfigError, match="whole number of CPUs"):
+        RayExecutor(cpus_per_run=0)
