@@ -16,11 +16,11 @@ from views.presets import preset_planner  # noqa: E402
 
 ui.page_setup("Train", "🏋️")
 st.title("Train")
-st.caption("Queue one or more models. Training runs in the background on this machine's one device — switch pages, "
-           "reload, open another tab: it keeps going, and every tab sees and can stop every run. Finished (and "
-           "stopped) runs are saved to the run store.")
-
 queue = job_queue()
+where = ("on the Ray cluster, side by side" if queue.executor == "ray" else
+         "in the background on this machine's one device")
+st.caption(f"Queue one or more models. Training runs {where} — switch pages, reload, open another tab: it keeps "
+           f"going, and every tab sees and can stop every run. Finished (and stopped) runs are saved to the run store.")
 
 
 def submit(configs: list[RunConfig]) -> None:

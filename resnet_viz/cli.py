@@ -69,6 +69,18 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to train")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: in this process, one run after another (default); ray: each run a Ray task on a "
+                        "cluster, side by side (pip install -r requirements-ray.txt; --runs and --data must be "
+                        "folders every node sees)")
+    g.add_argument("--ray-address", default=None, help="the Ray cluster to use, e.g. 10.0.0.1:6379 (default: "
+                   "$RAY_ADDRESS, or a local Ray instance on this machine)")
+    g.add_argument("--ray-cpus", type=int, default=None, help="CPUs each run asks for on a cluster without GPUs "
+                   "(default: $RESNET_VIZ_RAY_CPUS or 1); with GPUs each run takes one GPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnet_viz", description="Train plain nets and their ResNet "
                                      "twins on CIFAR-10 and record how their gradients flow.")
@@ -80,9 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model")
     _model_args(t, sweep=False)
     _train_args(t)
-    s = sub.add_parser("sweep", help="train every combination of --arch and --depth, one after another")
+    _executor_args(t)
+    s = sub.add_parser("sweep", help="train every combination of --arch, --depth and --seeds: one after another, "
+                       "or side by side with --executor ray")
     _model_args(s, sweep=True)
     _train_args(s)
+    s.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train every combination once per seed (default: the one --seed)")
+    _executor_args(s)
     ls = sub.add_parser("list", help="list the runs in the store")
     ls.add_argument("--json", action="store_true", help="print a JSON array, one object per run")
     ex = sub.add_parser("export", help="write a run's metrics as CSV or JSON")
@@ -139,58 +156,96 @@ def _train_config(args) -> TrainConfig:
 
 
 def _run_training(args, configs: list[RunConfig]) -> int:
-    from tqdm import tqdm
-
     from .data import load_cifar10
+    from .executors import make_executor
     from .models import check_fits
     from .store import RunStore
-    from .trainer import Trainer, resolve_device
+    from .trainer import resolve_device
+    executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
     # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
     # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
     for c in configs:
         c.validate()
-        check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
+        if executor.name == "local":
+            check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
     store.check_writable()
-    data = load_cifar10(args.data, download=not args.no_download)
+    data = load_cifar10(args.data, download=not args.no_download)  # on a cluster: checks (or fetches) it once here
     print(f"data: {data.source}", file=sys.stderr)
+    if executor.name == "ray":
+        print(f"executor: {executor.where}, each run a task with {executor.resources}", file=sys.stderr)
     stop = threading.Event()
 
     def on_sigint(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort) …", file=sys.stderr)
+        print("\nstopping after this step (Ctrl-C again to abort) …" if executor.name == "local" else
+              "\ncancelling the runs not started, stopping the others after their current step (Ctrl-C again to "
+              "abort) …", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
-    results = []
+    lines = _ProgressLines(store)
     try:
-        for config in configs:
-            if stop.is_set():
-                break
-            bar = tqdm(total=1, desc=config.name, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-            def on_progress(p, bar=bar):
-                bar.total = p.total_steps
-                bar.n = p.step
-                post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-                if p.test_error is not None:
-                    post["test err"] = f"{100 * p.test_error:.1f}%"
-                bar.set_postfix(post, refresh=False)
-                bar.refresh()
-
-            result = Trainer(config, data=data, store=store, on_progress=on_progress, stop_event=stop).run()
-            bar.close()
-            results.append(result)
-            summary = store.get(result.run_id).summary()
-            print(f"{config.name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
-                  f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
-                  f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+        states = executor.run(configs, store.root, data, lines.update, stop)
     finally:
+        lines.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    return 0 if all(r.status in ("finished", "stopped") for r in results) else 1
+    return 0 if all(s.state in ("finished", "stopped") for s in states) else 1
+
+
+class _ProgressLines:
+    """One progress line per run while it trains, then one summary line when it ends."""
+
+    def __init__(self, store):
+        self.store = store
+        self.bars = {}
+
+    def update(self, state) -> None:
+        from tqdm import tqdm
+        if state.done:
+            bar = self.bars.pop(state.key, None)
+            if bar is not None:
+                bar.close()
+            tqdm.write(self._summary(state), file=sys.stdout)
+            return
+        bar = self.bars.get(state.key)
+        if bar is None:
+            bar = self.bars[state.key] = tqdm(total=1, desc=state.label, unit="step", dynamic_ncols=True,
+                                              file=sys.stderr)
+        p = state.progress
+        if p is None:
+            bar.set_postfix_str(state.state + (f" on {state.node}" if state.node else ""), refresh=True)
+            return
+        if bar.total != p.total_steps:  # its first step: the clock starts now, not when it was queued
+            bar.reset(total=p.total_steps)
+        bar.n = p.step
+        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+        if p.test_error is not None:
+            post["test err"] = f"{100 * p.test_error:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    def _summary(self, state) -> str:
+        if state.run_id is None:
+            return f"{state.label}: {state.state} — {state.message}"
+        try:
+            summary = self.store.get(state.run_id).summary()
+        except ResnetVizError as e:
+            return f"{state.label}: {state.state} — {state.message} ({e})  [{state.run_id}]"
+        head = f"{summary['name']}: {state.state} after {state.steps} steps in {state.seconds:.0f}s"
+        if state.state not in ("finished", "stopped", "diverged"):
+            return f"{head} — {state.message}  [{state.run_id}]"
+        return (f"{head} — train loss {_num(summary['final_train_loss'])}, train error "
+                f"{_pct(summary['final_train_error'])}, test error {_pct(summary['final_test_error'])}  "
+                f"[{state.run_id}]")
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
 
 
 def _num(v) -> str:
@@ -312,9 +367,9 @@ def cmd_preset(args) -> int:
     print(f"  estimated total: {plan.total_seconds:.0f} s", file=sys.stderr)
     if args.plan_only:
         return 0
-    for name in ("precision", "threads", "runs"):  # what _run_training reads from a train command's arguments
-        if not hasattr(args, name):
-            setattr(args, name, None)
+    for name, default in (("executor", "local"), ("ray_address", None), ("ray_cpus", None)):
+        if not hasattr(args, name):  # what _run_training reads from a train command's arguments
+            setattr(args, name, default)
     started = time.perf_counter()
     code = _run_training(args, [r.config for r in plan.runs])
     print(f"wall time {time.perf_counter() - started:.0f} s (estimated {plan.total_seconds:.0f} s)", file=sys.stderr)
@@ -330,11 +385,14 @@ def main(argv: list[str] | None = None) -> int:
             config = RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=args.name)
             return _run_training(args, [config])
         if args.command == "sweep":
-            models = [_model_config(args, arch, depth).validate()
-                      for arch, depth in itertools.product(args.arch, args.depth)]
-            train = _train_config(args)
-            configs = [RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
-                                 name=f"{args.name}-{model.name}" if args.name else None) for model in models]
+            train, configs = _train_config(args), []
+            seeds = args.seeds if args.seeds is not None else [args.seed]
+            for arch, depth, seed in itertools.product(args.arch, args.depth, seeds):
+                model = _model_config(args, arch, depth).validate()
+                label = model.name if len(seeds) == 1 else f"{model.name} seed {seed}"
+                name = f"{args.name}-{label}" if args.name else None if len(seeds) == 1 else label
+                configs.append(RunConfig(model=model, train=dataclasses.replace(train, seed=seed),
+                                         data_dir=args.data, name=name))
             return _run_training(args, configs)
         if args.command == "preset":
             return cmd_preset(args)

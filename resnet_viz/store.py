@@ -219,6 +219,8 @@ class Run:
             "diverged_step": self.status.get("diverged_step"),
             "message": self.status.get("message"),
             "device": self.status.get("device"),
+            "executor": self.status.get("executor"),  # local or ray, and the machine that trained it
+            "node": self.status.get("node"),
             "seconds": self.status.get("seconds"),
             "has_checkpoint": self.has_checkpoint,
         }

@@ -16,14 +16,15 @@ from views.presets import fmt_duration
 STATUS = {"queued": ":material/schedule: queued", "loading data": ":material/download: loading data",
           "running": ":material/directions_run: training", "finished": ":green[:material/check_circle:] finished",
           "stopped": ":material/stop_circle: stopped", "diverged": ":red[:material/error:] diverged",
-          "failed": ":red[:material/cancel:] failed", "cancelled": ":material/block: cancelled"}
+          "failed": ":red[:material/cancel:] failed", "cancelled": ":material/block: cancelled",
+          "interrupted": ":red[:material/cancel:] interrupted"}
 
 
 def _progress_text(job: Job, position: int | None, eta: float | None) -> str:
     p = job.progress
     parts = []
     if position is not None:
-        parts.append("training now" if position == 0 else f"#{position + 1} in the queue")
+        parts.append("training now" if position == 0 or job.state == "running" else f"#{position + 1} in the queue")
     if p is not None:
         parts.append(f"step {p.step:,}/{p.total_steps:,} · epoch {p.epoch:.2f} · loss {p.loss:.3f} · "
                      f"{p.images_per_second:,.0f} img/s")
@@ -39,7 +40,8 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
     with st.container(border=True):
         top, stop = st.columns([5, 1])
         mine = " (this tab)" if job.owner == ui.session_id() else ""
-        top.markdown(f"**{job.label}**{mine} — {STATUS.get(job.state, job.state)}")
+        node = f" on `{job.node}`" if queue.executor == "ray" and job.node else ""
+        top.markdown(f"**{job.label}**{mine} — {STATUS.get(job.state, job.state)}{node}")
         if not job.done and stop.button("Stop", key=f"stop_{job.id}",
                                         help="Stops within one step and keeps what was trained; a queued run is "
                                              "taken off the queue."):
