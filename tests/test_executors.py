@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 def tiny(data_dir, name, steps, seed=0) -> RunConfig:
     return RunConfig(model=ModelConfig(depth=8, width=0.25),
                      train=TrainConfig(epochs=10_000, max_steps=steps, batch_size=32, eval_images=20, device="cpu",
-                                       seed=seed, eval_every=10_000, grad_norm_every=5),
+                                       seed=seed, eval_every=10_000, grad_norm_every=5, flush_every=4),
                      data_dir=str(data_dir), name=name)
 
 
@@ -116,7 +116,7 @@ def test_two_runs_train_at_once_and_land_in_the_store(executor, data_dir, tmp_pa
     stored = {r.name: r for r in RunStore(runs).list()}
     assert set(stored) == {"a", "b"} and all(r.has_checkpoint and len(r.metrics["loss"]) == 20
                                              for r in stored.values())
-    assert any(u.state == "running" and u.progress is not None for u in updates)
+    assert any(u.state == "running" and u.progress is not None for u in updates), [(u.state, u.progress) for u in updates]
 
 
 def test_a_killed_run_ends_interrupted_while_the_sweep_goes_on(executor, data_dir, tmp_path):
