@@ -212,11 +212,12 @@ def _print_result(store, name: str, result) -> None:
 
 def cmd_extend(args) -> int:
     from .data import load_cifar10
-    from .extend import check_extendable, prepare_extension
+    from .extend import check_epochs, check_extendable, epochs_text, prepare_extension
     from .store import RunStore
     store = RunStore(args.runs)
+    check_epochs(args.epochs)  # before minutes of loading CIFAR-10
     run = store.get(args.run_id)
-    check_extendable(run)  # before minutes of loading CIFAR-10
+    check_extendable(run)
     data_dir = args.data
     if data_dir is None and run.config.data_dir and Path(run.config.data_dir).expanduser().is_dir():
         data_dir = run.config.data_dir
@@ -226,7 +227,7 @@ def cmd_extend(args) -> int:
     for note in extension.notes:
         print(f"note: {note}", file=sys.stderr)
     with _stop_on_ctrl_c() as stop:
-        with _progress_bar(f"{run.label} +{args.epochs:g} epochs") as on_progress:
+        with _progress_bar(f"{run.label} +{epochs_text(args.epochs)}") as on_progress:
             result = extension.run(on_progress=on_progress, stop_event=stop)
     _print_result(store, run.label, result)
     return 0 if result.status in ("finished", "stopped") else 1

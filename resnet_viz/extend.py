@@ -45,6 +45,10 @@ LOCK_STALE_S = 24 * 3600  # nobody extends one run for a day: such a lock was le
 MAX_EXTRA_EPOCHS = 10_000
 
 
+def epochs_text(epochs: float) -> str:
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
+
+
 def check_extendable(run: Run) -> None:
     """Raise RunStoreError, in one sentence, unless the run can be trained further."""
     if run.state == "running":
@@ -71,7 +75,8 @@ class Extension:
                             and saved.step is not None)
         self.hold_lr = None
         if tc.schedule != "constant":
-            self.hold_lr = float(self.saved_metrics["lr"][start - 1]) if start > 0 else lr_at(0, 1, tc)
+            # the curves keep lr in float32: 7 digits give back the value the schedule set (0.01, not 0.0099999998)
+            self.hold_lr = float(f"{self.saved_metrics['lr'][start - 1]:.7g}") if start > 0 else lr_at(0, 1, tc)
         self.notes = []
         if not saved.momentum:
             self.notes.append("this checkpoint has no optimizer state, so momentum restarts from zero")
@@ -150,18 +155,22 @@ class Extension:
                 return Trainer(self.config, data=self.data, store=self.store, on_progress=on_progress,
                                stop_event=stop_event, reserve_cores=reserve_cores, resume=self).run()
             except BaseException as e:
-                _put_back(path, before, f"Training {self.epochs:g} more epochs did not complete ({type(e).__name__}"
-                                        f": {e}); the run is as it was before.")
+                _put_back(path, before, f"Training {epochs_text(self.epochs)} more did not complete "
+                                        f"({type(e).__name__}: {e}); the run is as it was before.")
                 raise
+
+
+def check_epochs(epochs) -> None:
+    if (not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not math.isfinite(epochs)
+            or not 0 < epochs <= MAX_EXTRA_EPOCHS):
+        raise ConfigError(f"Train a positive number of further epochs (at most {MAX_EXTRA_EPOCHS:,}), got {epochs!r}.")
 
 
 def prepare_extension(store: RunStore, run_id: str, epochs: float, data: Cifar10Tensors | None = None,
                       device: str | None = None) -> Extension:
     """Check that `run_id` can be trained `epochs` more epochs and plan it; nothing is written yet. Raises a
     ResnetVizError (ConfigError, RunStoreError, DataError) with a one-sentence reason otherwise."""
-    if (not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not math.isfinite(epochs)
-            or not 0 < epochs <= MAX_EXTRA_EPOCHS):
-        raise ConfigError(f"Train a positive number of further epochs (at most {MAX_EXTRA_EPOCHS:,}), got {epochs!r}.")
+    check_epochs(epochs)
     run = store.get(run_id)
     check_extendable(run)
     saved = read_checkpoint(run.path / "checkpoint.safetensors")

@@ -5,6 +5,7 @@ the jobs' state back on a timer), so it keeps training while users switch pages 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import threading
 import time
@@ -30,6 +31,7 @@ class Job:
     progress: object | None = None  # the trainer's latest Progress
     metrics: dict | None = None  # live metrics (host arrays) while running
     layer_names: list[str] | None = None
+    extra_epochs: float | None = None  # set: train run `run_id` this many more epochs (resnet_viz.extend)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -59,6 +61,24 @@ class JobQueue:
             self._ensure_worker()
             self._wake.notify_all()
         return jobs
+
+    def submit_extension(self, run_id: str, epochs: float, owner: str, runs_dir: str | None = None,
+                         data_dir: str | None = None) -> Job:
+        """Queue "train `epochs` more epochs" for a finished or stopped run; a run that cannot be extended is
+        refused at once (ResnetVizError)."""
+        from .extend import check_epochs, check_extendable, epochs_text
+        from .store import RunStore
+        check_epochs(epochs)
+        run = RunStore(runs_dir).get(run_id)
+        check_extendable(run)
+        label = copy.deepcopy(run.config)  # for the job list; the extension itself reads the run's own config
+        label.name, label.data_dir = f"{run.name} (+{epochs_text(epochs)})", data_dir
+        with self._lock:
+            job = Job(next(self._ids), owner, label, runs_dir, run_id=run_id, extra_epochs=epochs)
+            self._jobs.append(job)
+            self._ensure_worker()
+            self._wake.notify_all()
+        return job
 
     def stop(self, job_id: int) -> None:
         with self._lock:
@@ -126,11 +146,16 @@ class JobQueue:
 
         try:
             data = load_cifar10(job.config.data_dir)
-            trainer = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress,
-                              stop_event=job.stop_event)
+            if job.extra_epochs:
+                from .extend import prepare_extension
+                extension = prepare_extension(RunStore(job.runs_dir), job.run_id, job.extra_epochs, data=data)
+                train = functools.partial(extension.run, on_progress=on_progress, stop_event=job.stop_event)
+            else:
+                train = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress,
+                                stop_event=job.stop_event).run
             with self._lock:
                 job.state = "running"
-            result = trainer.run()
+            result = train()
             with self._lock:
                 job.state, job.run_id = result.status, result.run_id
                 job.layer_names = result.layer_names

@@ -193,3 +193,31 @@ def test_what_cannot_be_extended(data, tmp_path):
     assert not lock.exists()
     with pytest.raises(RunStoreError, match="changed since"):
         extension.run()  # planned against the run as it was before that
+
+
+def test_cli_extend(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cifar_fixtures import write_python_batches
+    root = Path(__file__).resolve().parents[1]
+    data = write_python_batches(tmp_path / "cifar", n_train_per_class=5, n_test_per_class=3)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(tmp_path / "runs"), "--data",
+                               str(data), *args], cwd=root, capture_output=True, text=True, timeout=300)
+    trained = cli("train", "--depth", "8", "--width", "0.25", "--epochs", "1", "--batch-size", "16",
+                  "--eval-images", "20", "--device", "cpu", "--schedule", "constant", "--lr", "0.05")
+    assert trained.returncode == 0, trained.stderr
+    run_id = RunStore(tmp_path / "runs").list()[0].id
+    extended = cli("extend", run_id, "--epochs", "2")
+    assert extended.returncode == 0, extended.stderr
+    assert "finished after 9 steps" in extended.stdout and run_id in extended.stdout  # 3 steps an epoch
+    run = RunStore(tmp_path / "runs").get(run_id)
+    assert run.status["step"] == 9 and run.config.train.epochs == 3
+    for args, words in ((("extend", "20250101-000000-nothing-abcdef", "--epochs", "1"), "no run"),
+                        (("extend", run_id, "--epochs", "0"), "positive number")):
+        refused = cli(*args)
+        assert refused.returncode == 2 and refused.stderr.startswith("error: ") and words in refused.stderr
+        assert "Traceback" not in refused.stderr

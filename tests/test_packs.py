@@ -17,7 +17,7 @@ from cifar_fixtures import make_images
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.data import Cifar10Tensors
 from resnet_viz.errors import PackError, RunStoreError
-from resnet_viz.packs import FORMAT, MANIFEST, PackLimits, pack_bytes, pack_runs, unpack
+from resnet_viz.packs import MANIFEST, PackLimits, pack_bytes, pack_runs, unpack
 from resnet_viz.store import RunStore
 from resnet_viz.trainer import Trainer
 
