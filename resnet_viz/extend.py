@@ -91,9 +91,10 @@ class Extension:
 
     @property
     def total(self) -> int:
-        return round(self.config.train.epochs * self._steps_per_epoch())
+        return round(self.config.train.epochs * self.steps_per_epoch)
 
-    def _steps_per_epoch(self) -> int:
+    @property
+    def steps_per_epoch(self) -> int:
         tc = self.config.train
         n_train = len(self.data.train_labels) if not tc.subset else min(tc.subset, len(self.data.train_labels))
         return StepPlan.for_run(n_train, tc).steps_per_epoch
@@ -182,13 +183,22 @@ def prepare_extension(store: RunStore, run_id: str, epochs: float, data: Cifar10
     if len(run.metrics.get("loss", ())) < start:
         raise RunStoreError(f"Run {run.id}'s curves end before its checkpoint (step {start}); it cannot be extended.")
     config = copy.deepcopy(run.config)
+    moved = None
     if device is not None:
         config.train.device = device
+    else:
+        try:
+            resolve_device(config.train.device)
+        except ConfigError:  # e.g. trained with device "cuda" on a GPU box, extended on a laptop
+            moved = f"the run was trained with device {config.train.device!r}, which is not here; it goes on with auto"
+            config.train.device = "auto"
     if data is None:
         recorded = config.data_dir
         data = load_cifar10(recorded if recorded and Path(recorded).expanduser().is_dir() else None)
     extension = Extension(store, run, saved, start, float(epochs), config, data, resolve_device(config.train.device))
-    per_epoch = extension._steps_per_epoch()
+    if moved:
+        extension.notes.insert(0, moved)
+    per_epoch = extension.steps_per_epoch
     config.train.epochs = (start + max(1, round(epochs * per_epoch))) / per_epoch
     config.train.max_steps = None
     config.validate()

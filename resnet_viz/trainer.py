@@ -293,6 +293,7 @@ class Trainer:
                                                len(self._branch_names), tc.branch_ratio_every)
         if self.resume:
             self.resume.restore_metrics(metrics)
+        self._evals_before = len(metrics.evals["eval_step"])  # a continued run's, not timed in this session
         log = DeviceMetricLog(metrics, tc.flush_every, len(weights), device, tc.grad_norm_every,
                               tc.record_grad_norms, FLUSH_SECONDS, start=plan.start)
         last_save_time = time.perf_counter()
@@ -401,7 +402,7 @@ class Trainer:
         metrics, plan = self._metrics, self._plan
         elapsed = time.perf_counter() - self._started
         training_seconds = elapsed - self._eval_seconds
-        n_evals = len(metrics.evals["eval_step"])
+        n_evals = len(metrics.evals["eval_step"]) - self._evals_before
         evals_left = len([s for s in range(step + 1, plan.total + 1) if plan.evaluates_at(s)])
         recent = metrics.loss[max(0, step - self.config.train.flush_every):step]
         self.on_progress(Progress(

@@ -221,3 +221,16 @@ def test_cli_extend(tmp_path):
         refused = cli(*args)
         assert refused.returncode == 2 and refused.stderr.startswith("error: ") and words in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_a_run_trained_on_a_missing_device_goes_on_with_auto(data, tmp_path):
+    store = RunStore(tmp_path)
+    first = Trainer(config(1), data=data, store=store).run()
+    path = store.get(first.run_id).path / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["train"]["device"] = "mps" if torch.cuda.is_available() else "cuda"  # a device not here
+    path.write_text(json.dumps(meta))
+    extension = prepare_extension(store, first.run_id, 1, data=data)
+    assert "is not here" in extension.notes[0] and extension.config.train.device == "auto"
+    with pytest.raises(ConfigError, match="sees none here"):
+        prepare_extension(store, first.run_id, 1, data=data, device=meta["config"]["train"]["device"])
