@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m resnet_viz train|sweep|list|export|delete|summary`."""
+"""Command-line interface: `python -m resnet_viz train|sweep|extend|list|export|delete|pack|unpack|summary`."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="train every combination once per seed (default: the one --seed)")
     _executor_args(s)
+    ext = sub.add_parser("extend", help="train a finished or stopped run more epochs, appending to its curves")
+    ext.add_argument("run_id")
+    ext.add_argument("--epochs", type=float, required=True, help="how many more epochs")
+    ext.add_argument("--device", choices=DEVICES, default=None, help="(default: as the run was configured)")
+    ext.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     ls = sub.add_parser("list", help="list the runs in the store")
     ls.add_argument("--json", action="store_true", help="print a JSON array, one object per run")
     ex = sub.add_parser("export", help="write a run's metrics as CSV or JSON")
@@ -118,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--plan-only", action="store_true", help="print the plan (steps, estimated time) and stop")
     pr.add_argument("--remeasure", action="store_true", help="time the nets again instead of using the cache")
     pr.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+    pk = sub.add_parser("pack", help="write runs (config, status, metrics, weights) into a lecture pack .zip")
+    pk.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    pk.add_argument("-o", "--output", required=True, help="the .zip file to write")
+    up = sub.add_parser("unpack", help="add the runs of a lecture pack to the store (never overwrites a run)")
+    up.add_argument("pack")
+    up.add_argument("--rename", action="store_true",
+                    help="give an incoming run a new id when the store has one with its id (default: skip it)")
     su = sub.add_parser("summary", help="print a model's per-layer summary")
     _model_args(su, sweep=False)
     su.add_argument("--input-size", type=int, default=None)
@@ -246,6 +259,98 @@ class _ProgressLines:
         for bar in self.bars.values():
             bar.close()
         self.bars.clear()
+
+
+@contextmanager
+def _stop_on_ctrl_c():
+    """An Event that the first Ctrl-C sets (training stops after the step and saves); a second one aborts."""
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort) …", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _progress_bar(desc: str):
+    """One line of progress on stderr; yields the trainer's on_progress callback."""
+    from tqdm import tqdm
+    bar = tqdm(total=1, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def on_progress(p):
+        bar.total = p.total_steps
+        bar.n = p.step
+        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+        if p.test_error is not None:
+            post["test err"] = f"{100 * p.test_error:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+    try:
+        yield on_progress
+    finally:
+        bar.close()
+
+
+def _print_result(store, name: str, result) -> None:
+    summary = store.get(result.run_id).summary()
+    print(f"{name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
+          f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
+          f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+
+
+def cmd_extend(args) -> int:
+    from .data import load_cifar10
+    from .extend import check_epochs, check_extendable, epochs_text, prepare_extension
+    from .store import RunStore
+    store = RunStore(args.runs)
+    check_epochs(args.epochs)  # before minutes of loading CIFAR-10
+    run = store.get(args.run_id)
+    check_extendable(run)
+    data_dir = args.data
+    if data_dir is None and run.config.data_dir and Path(run.config.data_dir).expanduser().is_dir():
+        data_dir = run.config.data_dir
+    data = load_cifar10(data_dir, download=not args.no_download)
+    print(f"data: {data.source}", file=sys.stderr)
+    extension = prepare_extension(store, run.id, args.epochs, data=data, device=args.device)
+    for note in extension.notes:
+        print(f"note: {note}", file=sys.stderr)
+    with _stop_on_ctrl_c() as stop:
+        with _progress_bar(f"{run.label} +{epochs_text(args.epochs)}") as on_progress:
+            result = extension.run(on_progress=on_progress, stop_event=stop)
+    _print_result(store, run.label, result)
+    return 0 if result.status in ("finished", "stopped") else 1
+
+
+def cmd_pack(args) -> int:
+    from .packs import pack_runs
+    from .store import RunStore
+    ids = pack_runs(RunStore(args.runs), args.run_ids, args.output)
+    size = Path(args.output).expanduser().stat().st_size
+    print(f"packed {len(ids)} run(s) into {args.output} ({size / 2 ** 20:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def cmd_unpack(args) -> int:
+    from .packs import unpack
+    from .store import RunStore
+    result = unpack(RunStore(args.runs), args.pack, rename_clashes=args.rename)
+    for original, added in result.added:
+        print(added)
+        if added != original:
+            print(f"note: {original} is already in the store, so the incoming copy is {added}", file=sys.stderr)
+    for run_id in result.skipped:
+        print(f"skipped {run_id}: the store already has a run with this id (--rename keeps both)", file=sys.stderr)
+    return 0
 
 
 def _num(v) -> str:
@@ -396,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run_training(args, configs)
         if args.command == "preset":
             return cmd_preset(args)
+        if args.command == "extend":
+            return cmd_extend(args)
+        if args.command == "pack":
+            return cmd_pack(args)
+        if args.command == "unpack":
+            return cmd_unpack(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "export":

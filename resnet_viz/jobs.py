@@ -34,6 +34,7 @@ class Job:
     progress: object | None = None  # the trainer's latest Progress
     metrics: dict | None = None  # live metrics (host arrays) while running
     layer_names: list[str] | None = None
+    extra_epochs: float | None = None  # set: train run `run_id` this many more epochs (resnet_viz.extend)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     planned_seconds: float | None = None  # the time-budget plan's estimate for this run, if it came from one
     planned_step_seconds: float | None = None  # the measured step time that plan assumed
@@ -85,6 +86,24 @@ class JobQueue:
             self._ensure_worker()
             self._wake.notify_all()
         return jobs
+
+    def submit_extension(self, run_id: str, epochs: float, owner: str, runs_dir: str | None = None,
+                         data_dir: str | None = None) -> Job:
+        """Queue "train `epochs` more epochs" for a finished or stopped run; a run that cannot be extended is
+        refused at once (ResnetVizError)."""
+        from .extend import check_epochs, check_extendable, epochs_text
+        from .store import RunStore
+        check_epochs(epochs)
+        run = RunStore(runs_dir).get(run_id)
+        check_extendable(run)
+        label = copy.deepcopy(run.config)  # for the job list; the extension itself reads the run's own config
+        label.name, label.data_dir = f"{run.name} (+{epochs_text(epochs)})", data_dir
+        with self._lock:
+            job = Job(next(self._ids), owner, label, runs_dir, run_id=run_id, extra_epochs=epochs)
+            self._jobs.append(job)
+            self._ensure_worker()
+            self._wake.notify_all()
+        return job
 
     def stop(self, job_id: int) -> None:
         with self._lock:
@@ -183,8 +202,17 @@ class JobQueue:
             note = subset_note(job.config.train.subset, len(data.train_labels))
             with self._lock:
                 job.state = "running"
-            result = train_here(RunState(job.id, job.label), job.config, RunStore(job.runs_dir).root, data, "local",
-                                job.stop_event, publish, reserve_cores=APP_RESERVED_CORES)
+            if job.extra_epochs:  # an extension trains here, on the run's own files, whatever the executor
+                from .extend import prepare_extension
+
+                def on_progress(p):
+                    publish(RunState(job.id, job.label, run_id=p.run_id, progress=p))
+                extension = prepare_extension(RunStore(job.runs_dir), job.run_id, job.extra_epochs, data=data)
+                result = extension.run(on_progress=on_progress, stop_event=job.stop_event,
+                                       reserve_cores=APP_RESERVED_CORES)
+            else:
+                result = train_here(RunState(job.id, job.label), job.config, RunStore(job.runs_dir).root, data,
+                                    "local", job.stop_event, publish, reserve_cores=APP_RESERVED_CORES)
             with self._lock:
                 job.state, job.run_id = result.status, result.run_id
                 job.layer_names = result.layer_names
