@@ -1,20 +1,12 @@
 """Build: choose an architecture, see the ResNet and its plain twin side by side (totals, block diagram, layers)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import ui  # noqa: E402
-from resnet_viz import figures  # noqa: E402
-from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,  # noqa: E402
-                               ModelConfig)
-from resnet_viz.errors import ConfigError  # noqa: E402
+import ui
+from resnet_viz import figures
+from resnet_viz.config import IMAGENET_DEPTHS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M, ModelConfig
+from resnet_viz.errors import ConfigError
 
 ui.page_setup("Build", "🧱")
 
