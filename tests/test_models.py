@@ -11,14 +11,7 @@ from resnet_viz.models import (BasicBlock, Bottleneck, ProjectionShortcut, ResNe
                                check_fits, count_parameters, layer_names, model_summary, weight_layers)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: with several intra-op threads, synchronisation costs more than it saves, and on a busy
-    machine it costs a lot. Run this module single-threaded, and put the setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.py
 
 
 def meta_model(cfg: ModelConfig) -> ResNet:
