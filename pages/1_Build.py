@@ -38,7 +38,7 @@ def on_depth_pick() -> None:
 def cached_summary(family: str, depth: int, residual: bool, shortcut: str, batchnorm: bool, width: float,
                    stem: str) -> dict:
     """model_summary for one configuration (runs on the meta device; depth 1202 still takes a few seconds)."""
-    from resnet_viz.models import model_summary
+    from resnet_viz.summary import model_summary
     return model_summary(ModelConfig(family=family, depth=depth, residual=residual, shortcut=shortcut,
                                      batchnorm=batchnorm, width=width, stem=stem))
 

@@ -170,8 +170,8 @@ def _train_config(args) -> TrainConfig:
 def _run_training(args, configs: list[RunConfig]) -> int:
     from .data import load_cifar10
     from .executors import make_executor
-    from .models import check_fits
     from .store import RunStore
+    from .summary import check_fits
     from .trainer import resolve_device
     executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
     # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
@@ -338,7 +338,7 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def cmd_summary(args) -> int:
-    from .models import human_count, model_summary
+    from .summary import human_count, model_summary
     s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
     print(f"{s['config'].name}: {human_count(s['total_params'])} parameters, {human_count(s['total_flops'])} FLOPs "
           f"at {s['input_size']}×{s['input_size']}, {s['weight_layers']} weight layers")

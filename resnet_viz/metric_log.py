@@ -163,7 +163,7 @@ def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, recor
     n_grad = -(-total_steps // grad_every) if record_grads else 0
     n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
     need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
-    from .models import available_memory
+    from .summary import available_memory
     free = available_memory(torch.device("cpu"))
     limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
     if need > limit:

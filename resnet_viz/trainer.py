@@ -29,8 +29,9 @@ from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, strati
 from .errors import ConfigError
 from .evaluation import eval_divergence, evaluate
 from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
-from .models import build_model, check_fits, weight_layers
+from .models import build_model, weight_layers
 from .store import RunStore, RunWriter
+from .summary import check_fits
 from .budget import Speed, record_observed, resolve_precision
 from .checkpoint import training_state
 from .threads import ThreadGovernor
