@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from resnet_viz.jobs import JobQueue
 from views.pages import HOME, PAGES, link_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,7 @@ def test_the_table_imports_without_streamlit_or_torch():
 
 
 def app(runs: Path, data: Path, monkeypatch) -> AppTest:
+    monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())  # the server's job list, empty: not other tests' jobs
     monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
     monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
