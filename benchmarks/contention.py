@@ -1,7 +1,7 @@
 """Fair use of the CPU: a training step alone and beside one competing CPU-bound process, with torch's old default
 (one thread per core) and with resnet_viz's thread policy; and fp32 vs bf16 autocast.
 
-    python benchmarks/contention.py [--depths 20 56] [--batch-size 128] [--steps 6]
+    python -m benchmarks.contention [--depths 20 56] [--batch-size 128] [--steps 6]
 
 The competitor is one process spinning on one core (as a second training process or a page render would). Prints a
 table of median step times and the slowdown each setting suffers from the competitor (target ≤ 2.5×).
@@ -14,14 +14,12 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resnet_viz import budget  # noqa: E402
-from resnet_viz.config import ModelConfig  # noqa: E402
-from resnet_viz.threads import CpuLoad, choose_threads, usable_cores  # noqa: E402
+from resnet_viz import budget
+from resnet_viz.config import ModelConfig
+from resnet_viz.threads import CpuLoad, choose_threads, usable_cores
 
 CPU = torch.device("cpu")
 

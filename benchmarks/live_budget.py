@@ -1,6 +1,6 @@
 """Does a preset keep to its time budget, and is the queue's ETA right? Measured the way the app runs it.
 
-    python benchmarks/live_budget.py [--preset degradation] [--minutes 3] [--data DIR] [--cli]
+    python -m benchmarks.live_budget [--preset degradation] [--minutes 3] [--data DIR] [--cli]
 
 Plans the preset as the Train page does (this machine's measured step times, one core left to the server), queues it
 on the app's own JobQueue, polls the whole-queue ETA every second as the Train page does, and prints:
@@ -17,18 +17,16 @@ import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data  # noqa: E402
-from resnet_viz.data import load_cifar10  # noqa: E402
-from resnet_viz.jobs import APP_RESERVED_CORES, JobQueue  # noqa: E402
-from resnet_viz.presets import plan_preset, preset_by_key  # noqa: E402
-from resnet_viz.store import RunStore  # noqa: E402
-from resnet_viz.threads import CpuLoad, choose_threads  # noqa: E402
-from resnet_viz.trainer import resolve_device  # noqa: E402
+from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data
+from resnet_viz.data import load_cifar10
+from resnet_viz.jobs import APP_RESERVED_CORES, JobQueue
+from resnet_viz.presets import plan_preset, preset_by_key
+from resnet_viz.store import RunStore
+from resnet_viz.threads import CpuLoad, choose_threads
+from resnet_viz.trainer import resolve_device
 
 
 def data_folder(explicit: str | None) -> str:
