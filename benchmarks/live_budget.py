@@ -2,12 +2,13 @@
 
     python -m benchmarks.live_budget [--preset degradation] [--minutes 3] [--data DIR] [--cli]
 
-Plans the preset as the Train page does (this machine's measured step times, one core left to the server), queues it
+Plans the preset as the Train page does (this machine's measured step times, a core left to the server where
+there are more than two), queues it
 on the app's own JobQueue, polls the whole-queue ETA every second as the Train page does, and prints:
   * the estimate shown before anything starts vs the real wall time (target: within ±20%),
   * the ETA shown at 25% of the planned time vs the real time left from that moment (target: within ±20%),
   * each run's steps, final training/test error, precision and threads.
-With --cli the plan uses every free core (as `python -m resnet_viz preset` does) instead of leaving one to a server.
+With --cli the plan uses every free core, as `python -m resnet_viz preset` does.
 Data: --data, else the JPEG copy of CIFAR-10 in ../shared/data (unpacked once), which is what the targets are about.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data
 from resnet_viz.data import load_cifar10
-from resnet_viz.jobs import APP_RESERVED_CORES, JobQueue
+from resnet_viz.jobs import JobQueue, app_reserved_cores
 from resnet_viz.presets import plan_preset, preset_by_key
 from resnet_viz.store import RunStore
 from resnet_viz.threads import CpuLoad, choose_threads
@@ -48,7 +49,7 @@ def main() -> None:
     data_dir = data_folder(args.data)
     load_cifar10(data_dir, download=False, progress=False)  # decoded and cached before the clock starts
     device = resolve_device("auto")
-    reserve = 0 if args.cli else APP_RESERVED_CORES
+    reserve = 0 if args.cli else app_reserved_cores()
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(choose_threads(CpuLoad().others_busy(), reserve=reserve))
@@ -64,7 +65,7 @@ def main() -> None:
     queue = JobQueue()
     if args.cli:
         import resnet_viz.jobs as jobs_module
-        jobs_module.APP_RESERVED_CORES = 0
+        jobs_module.app_reserved_cores = lambda: 0
     runs_dir = tempfile.mkdtemp(prefix="live_budget_runs_")
     started = time.perf_counter()
     jobs = queue.submit([r.config for r in plan.runs], owner="benchmark", runs_dir=runs_dir, plans=plan.runs)

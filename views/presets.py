@@ -11,7 +11,7 @@ import torch
 import ui
 from resnet_viz.budget import Plan, is_cached
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import APP_RESERVED_CORES, job_queue
+from resnet_viz.jobs import app_reserved_cores, job_queue
 from resnet_viz.presets import DEFAULT_MINUTES, PRESETS, describe_training, plan_preset, preset_by_key
 from resnet_viz.threads import CpuLoad, choose_threads
 from resnet_viz.trainer import resolve_device
@@ -33,11 +33,12 @@ def select_preset(key: str) -> None:
 
 
 def _plan(preset_key: str, minutes: float, data_dir: str) -> Plan:
-    """Plan with the threads a run would get now: the free cores, less one for the server to render pages."""
+    """Plan with the threads a run would get now: the free cores, less one for the server where it has cores to
+    spare (resnet_viz.jobs.app_reserved_cores)."""
     device = resolve_device("auto")
     before = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(choose_threads(CpuLoad().others_busy(), reserve=APP_RESERVED_CORES))
+        torch.set_num_threads(choose_threads(CpuLoad().others_busy(), reserve=app_reserved_cores()))
     try:
         return plan_preset(preset_by_key(preset_key), minutes, device, data_dir)
     finally:
