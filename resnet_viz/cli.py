@@ -208,6 +208,16 @@ def _run_training(args, configs: list[RunConfig]) -> int:
     return 0 if all(s.state in ("finished", "stopped") for s in states) else 1
 
 
+def show_progress(bar, p) -> None:
+    """A trainer Progress on a tqdm bar: step, loss, lr, speed and the latest test error."""
+    bar.n = p.step
+    post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+    if p.test_error is not None:
+        post["test err"] = f"{100 * p.test_error:.1f}%"
+    bar.set_postfix(post, refresh=False)
+    bar.refresh()
+
+
 class _ProgressLines:
     """One progress line per run while it trains, then one summary line when it ends."""
 
@@ -233,12 +243,7 @@ class _ProgressLines:
             return
         if bar.total != p.total_steps:  # its first step: the clock starts now, not when it was queued
             bar.reset(total=p.total_steps)
-        bar.n = p.step
-        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-        if p.test_error is not None:
-            post["test err"] = f"{100 * p.test_error:.1f}%"
-        bar.set_postfix(post, refresh=False)
-        bar.refresh()
+        show_progress(bar, p)
 
     def _summary(self, state) -> str:
         if state.run_id is None:

@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cli import _num, _pct, _run_training
+from .cli import _num, _pct, _run_training, show_progress
 from .presets import PRESETS
 
 
@@ -40,12 +40,7 @@ def _progress_bar(desc: str):
 
     def on_progress(p):
         bar.total = p.total_steps
-        bar.n = p.step
-        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-        if p.test_error is not None:
-            post["test err"] = f"{100 * p.test_error:.1f}%"
-        bar.set_postfix(post, refresh=False)
-        bar.refresh()
+        show_progress(bar, p)
     try:
         yield on_progress
     finally:

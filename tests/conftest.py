@@ -82,3 +82,15 @@ def unwritable_dir(tmp_path):
         os.close(fd)
         os.unlink(probe)
     pytest.skip("running as root with no read-only folder to stand in for an unwritable one")
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """200 training and 50 test images in memory, class-dependent brightness so there is something to learn."""
+    from resnet_viz.data import Cifar10Tensors
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 10
+    images = (torch.rand(200, 3, 32, 32, generator=g) * 120 + labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
+    test_labels = torch.arange(50) % 10
+    test = (torch.rand(50, 3, 32, 32, generator=g) * 120 + test_labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
+    return Cifar10Tensors(images, labels, test, test_labels, tuple(str(i) for i in range(10)), "tiny in-memory")

@@ -22,7 +22,7 @@ import torch
 from cifar_fixtures import write_python_batches
 from resnet_viz import store as store_module
 from resnet_viz.config import MAX_CIFAR_DEPTH, ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import Cifar10Tensors, load_cifar10
+from resnet_viz.data import load_cifar10
 from resnet_viz.errors import ConfigError, DataError, ImageError, RunStoreError
 from resnet_viz.gradcam import MAX_UPLOAD_BYTES, decode_cost, load_image
 from resnet_viz.jobs import JobQueue
@@ -310,16 +310,6 @@ def test_the_real_files_module_names_are_admitted(tmp_path):
 
 
 # --------------------------------------------------------------------------------- 6: silent divergence ----
-@pytest.fixture(scope="module")
-def tiny_data():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(200) % 10
-    images = (torch.rand(200, 3, 32, 32, generator=g) * 120 + labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
-    test_labels = torch.arange(50) % 10
-    test = (torch.rand(50, 3, 32, 32, generator=g) * 120 + test_labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
-    return Cifar10Tensors(images, labels, test, test_labels, tuple(str(i) for i in range(10)), "tiny in-memory")
-
-
 def tiny_config(**train) -> RunConfig:
     defaults = dict(epochs=2, batch_size=32, eval_images=20, device="cpu", flush_every=4, seed=3)
     return RunConfig(model=ModelConfig(depth=8, width=0.5), train=TrainConfig(**{**defaults, **train}))

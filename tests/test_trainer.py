@@ -7,24 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import Cifar10Tensors, augment_batch, normalize
+from resnet_viz.data import augment_batch, normalize
 from resnet_viz.errors import ConfigError
 from resnet_viz.models import build_model, weight_layers
 from resnet_viz.store import RunStore
 from resnet_viz.trainer import Trainer, lr_at
 
 TINY_MODEL = ModelConfig(depth=8, width=0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(200) % 10
-    # Class-dependent brightness so there is something to learn.
-    images = (torch.rand(200, 3, 32, 32, generator=g) * 120 + labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
-    test_labels = torch.arange(50) % 10
-    test = (torch.rand(50, 3, 32, 32, generator=g) * 120 + test_labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)
-    return Cifar10Tensors(images, labels, test, test_labels, tuple(str(i) for i in range(10)), "tiny in-memory")
 
 
 def tiny_config(**train) -> RunConfig:
