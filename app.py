@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds the package and ui.py
     sys.path.insert(0, str(ROOT))
 
+import ui  # noqa: E402,F401  (imports every library the pages use, once, before any page runs)
+
 PAGES = [
     st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/1_Build.py", title="Build", icon=":material/construction:", url_path="Build"),
