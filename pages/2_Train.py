@@ -159,7 +159,7 @@ def live_jobs() -> None:
                             "have, then queue the run again.")
             elif job.message:
                 st.caption(job.message)
-            if job.metrics is not None and len(job.metrics.get("loss", ())) > 1:
+            if job.metrics is not None and len(job.metrics.get("loss", ())) > 1 and not ui.presentation():
                 run = figures.RunSeries.from_run(job)
                 left, right = st.columns(2)
                 with left:
@@ -169,6 +169,12 @@ def live_jobs() -> None:
                         key=f"loss_{job.id}")
                 with right:
                     ui.plotly(figures.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
+    drawn = [j for j in mine if j.metrics is not None and len(j.metrics.get("loss", ())) > 1]
+    if drawn and ui.presentation():  # a projector: the nets on one wide chart, not two narrow ones each
+        ui.plotly(figures.training_curves(
+            [figures.RunSeries.from_run(j) for j in drawn], metric="loss", title="Loss",
+            log_y=figures.spans_decades(j.metrics.get(k) for j in drawn for k in ("loss", "train_loss", "test_loss"))),
+            key="loss_all")
 
 
 live_jobs()

@@ -16,6 +16,8 @@ IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
 # Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
 PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+# Paper Table 1 "FLOPs" of the ImageNet nets at 224×224, ×10⁹: the paper counts multiply-adds.
+PAPER_TABLE1_GMULT_ADDS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
 
 
 def _cifar_depths_hint(depth: int) -> str:
