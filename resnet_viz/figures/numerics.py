@@ -156,7 +156,7 @@ def spans_decades(arrays: Iterable[Any], decades: float = 2.0) -> bool:
     values = [np.asarray(a, dtype=float).ravel() for a in arrays if a is not None]
     values = np.concatenate(values) if values else np.zeros(0)
     values = values[np.isfinite(values) & (values > 0)]
-    return bool(len(values)) and values.max() / values.min() >= 10 ** decades
+    return bool(len(values) and values.max() / values.min() >= 10 ** decades)
 
 
 def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
