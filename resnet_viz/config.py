@@ -117,7 +117,7 @@ class TrainConfig:
     record_grad_norms: bool = True
     grad_norm_every: int = 1
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
-    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖x‖ per block on 64 test images every N steps; 0 = off
+    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖shortcut(x)‖ per block on 64 test images every N steps; 0 = off
     max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
 
     def validate(self) -> "TrainConfig":

@@ -232,7 +232,7 @@ class Trainer:
         def autocast():  # bf16 on CUDA (Hopper/Ampere tensor cores); fp32 elsewhere
             return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
-        # ‖F(x)‖/‖x‖ per residual block over training: how much each block changes its input as it learns
+        # ‖F(x)‖/‖shortcut(x)‖ per residual block over training: how much each block changes its input as it learns
         branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
         probe_images = eval_test[0][:BRANCH_PROBE_IMAGES]
         probe_buf: list[torch.Tensor] = []  # device tensors, copied to the host at each flush
