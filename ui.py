@@ -28,6 +28,7 @@ def _import_what_the_pages_need() -> None:
     from PIL import Image  # noqa: F401
     from plotly.subplots import make_subplots  # noqa: F401
 
+    import resnet_viz.analyses  # noqa: F401
     import resnet_viz.gradcam  # noqa: F401
     import resnet_viz.jobs  # noqa: F401
     import resnet_viz.models  # noqa: F401
@@ -40,6 +41,7 @@ def _import_what_the_pages_need() -> None:
 _import_what_the_pages_need()
 
 from resnet_viz.data import default_data_dir  # noqa: E402
+from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.figures import for_projector  # noqa: E402
 from resnet_viz.store import Run, RunStore, default_runs_dir  # noqa: E402
 
@@ -73,24 +75,34 @@ def store() -> RunStore:
 
 
 def list_runs(with_metrics: bool = True) -> list[Run]:
-    """Runs in the store, newest first. Unreadable directories are reported once, not raised."""
+    """Runs in the store, newest first. Unreadable directories are reported once, not raised; with_metrics keeps
+    only the runs with at least one recorded step (a run whose metrics file is damaged is reported and left out)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runs = store().list()
+        try:
+            runs = store().list()
+        except ResnetVizError as e:  # the store folder itself is unreadable or a file
+            st.sidebar.error(str(e))
+            return []
     skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
     if skipped:
         with st.sidebar:
             st.warning(f"{len(skipped)} folder(s) in the run store could not be read and are skipped:\n\n"
                        + "\n".join(f"- {s.removeprefix('Skipping ')}" for s in skipped[:5]))
-    readable = []
+    return (with_curves(runs) if with_metrics else runs)[::-1]
+
+
+def with_curves(runs: list[Run]) -> list[Run]:
+    """The runs that recorded at least one training step. A damaged metrics file is reported in the sidebar and its
+    run left out, so one torn file never stops a page."""
+    kept = []
     for run in runs:
         try:
-            if with_metrics and len(run.metrics.get("loss", ())) == 0:
-                continue
-            readable.append(run)
-        except Exception as e:  # a torn metrics file: say so and go on
-            st.sidebar.warning(f"Run {run.id}: {e}")
-    return readable[::-1]
+            if len(run.metrics.get("loss", ())) > 0:
+                kept.append(run)
+        except ResnetVizError as e:
+            st.sidebar.warning(str(e))
+    return kept
 
 
 def run_name(run: Run) -> str:

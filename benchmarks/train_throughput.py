@@ -78,7 +78,7 @@ def recording_seconds(cfg: ModelConfig, data, device: str, batch: int, repeats: 
     """Seconds per training step that the trainer's recording adds, timed in isolation (end-to-end differences of a
     few percent drown in CPU timing noise): the fused gradient-norm op every step, plus for residual nets one
     branch-ratio probe on 64 images every 10 steps."""
-    from resnet_viz.analysis import branch_ratio_probe
+    from resnet_viz.analyses.probes import branch_ratio_probe
     from resnet_viz.data import normalize
     dev = resolve_device(device)
     model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()

@@ -37,8 +37,11 @@ def cifar_status(root: Path) -> str:
     candidates = [root, root / "cifar-10-batches-py"]
     if any((c / "test_batch").exists() or (c / "data_batch_1").exists() for c in candidates):
         return "CIFAR-10 found (python batches)"
-    if root.is_dir() and any((c / "train").is_dir() for c in [root, *[p for p in root.iterdir() if p.is_dir()]]):
-        return "CIFAR-10 found (image folder)"
+    try:
+        if root.is_dir() and any((c / "train").is_dir() for c in [root, *[p for p in root.iterdir() if p.is_dir()]]):
+            return "CIFAR-10 found (image folder)"
+    except OSError as e:  # a folder the server may not read
+        return f"{root} cannot be read ({e.strerror or e})"
     return ("CIFAR-10 not here yet — training downloads it (about 170 MB), or point `RESNET_VIZ_DATA` at a folder "
             "that has it")
 
@@ -52,7 +55,7 @@ def runs_status(root: Path) -> str:
             warnings.simplefilter("ignore")
             n = len(RunStore(root).list())
     except Exception:  # a listing problem must not take the home page down
-        n = sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return "cannot be read"
     return f"{n} saved run{'s' if n != 1 else ''}" if n else "no runs yet"
 
 
@@ -122,23 +125,21 @@ with st.expander("Two slips in the seed article, and how this app builds it inst
     )
 
 st.subheader("Try it: one click")
-from resnet_viz.jobs import job_queue  # noqa: E402
-from resnet_viz.presets import PRESETS, describe_training, preset_runs, training_for  # noqa: E402
-from resnet_viz.trainer import resolve_device  # noqa: E402
+from resnet_viz.presets import DEFAULT_MINUTES, PRESETS  # noqa: E402
+from views.presets import select_preset  # noqa: E402
 
-device_type = resolve_device("auto").type
-st.caption(f"Each preset trains its nets one after another in the background — {describe_training(training_for(device_type))} "
-           f"on this {device_type.upper()} — and takes you to the Train page to watch.")
+st.caption(f"Each experiment trains its nets one after another in the background, all for the same number of steps: "
+           f"as many as fit in the minutes you choose (about {DEFAULT_MINUTES:g} by default) on this machine. The "
+           f"Train page shows the plan and the estimated time before anything starts.")
 preset_cols = st.columns(len(PRESETS))
 for col, preset in zip(preset_cols, PRESETS):
     with col:
         with st.container(border=True):
             st.markdown(f"**{preset.title}**")
             st.caption(preset.description)
-            if st.button("Train", key=f"home_preset_{preset.key}", type="primary" if preset.key == "degradation"
-                         else "secondary"):
-                job_queue().submit(preset_runs(preset, device_type, ui.data_dir()), owner=ui.session_id(),
-                                   runs_dir=ui.runs_dir())
+            if st.button("Plan and train", key=f"home_preset_{preset.key}",
+                         type="primary" if preset.key == "degradation" else "secondary"):
+                select_preset(preset.key)
                 st.switch_page("pages/2_Train.py")
 
 st.subheader("Your setup")

@@ -7,14 +7,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import ui  # noqa: E402
-from resnet_viz.data import CIFAR10_CLASSES, load_cifar10  # noqa: E402
+from resnet_viz.data import CIFAR10_CLASSES, sample_images  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.gradcam import colour_scale, gradcam, gradcam_targets, load_image, overlay  # noqa: E402
-from resnet_viz.models import build_model  # noqa: E402
+from views.models import test_images, trained_model, untrained_model  # noqa: E402
 
 ui.page_setup("Grad-CAM", "🔥")
 st.title("Grad-CAM")
@@ -22,24 +21,6 @@ st.caption("Grad-CAM (Selvaraju et al. 2017) weights a layer's feature maps by t
            "and shows where in the image that evidence sits. Computed with captum's LayerGradCam.")
 
 LAST_BLOCK = "last block (default)"
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the trained weights…")
-def load_trained(runs_dir: str, run_id: str, stamp: float):
-    from resnet_viz.store import RunStore
-    return RunStore(runs_dir).load_model(run_id)
-
-
-@st.cache_resource(max_entries=8)
-def fresh_model(config_key: str, _config):
-    torch.manual_seed(0)
-    return build_model(_config).eval()
-
-
-@st.cache_data(show_spinner="Reading CIFAR-10 test images…", max_entries=2)
-def test_images(data_dir: str):
-    data = load_cifar10(data_dir, download=False)
-    return data.test_images, data.test_labels
 
 
 runs = [r for r in ui.list_runs() if r.has_checkpoint]
@@ -56,12 +37,11 @@ if not chosen:
 models = []
 for run in chosen:
     try:
-        stamp = (run.path / "checkpoint.safetensors").stat().st_mtime
-        models.append((ui.run_name(run), load_trained(ui.runs_dir(), run.id, stamp)))
+        models.append((ui.run_name(run), trained_model(run).model))
     except (ResnetVizError, OSError) as e:
         st.error(f"{run.name}: {e}")
     if untrained:
-        models.append((f"{run.label} · untrained", fresh_model(repr(run.config.model), run.config.model)))
+        models.append((f"{run.label} · untrained", untrained_model(run).model))
 if not models:
     st.stop()
 
@@ -100,13 +80,11 @@ else:
         c1, c2, c3 = st.columns(3)
         count = c1.slider("How many", 1, 8, 4, key=ui.KEEP_PREFIX + "cam_count")
         seed = c3.number_input("Draw", 0, 10_000, 0, key=ui.KEEP_PREFIX + "cam_seed", help="Change for other images.")
-        g = torch.Generator().manual_seed(int(seed))
+        label = None
         if source.startswith("CIFAR-10 test images of"):
             cls = c2.selectbox("Class", CIFAR10_CLASSES, key=ui.KEEP_PREFIX + "cam_class")
-            pool = torch.nonzero(all_labels == CIFAR10_CLASSES.index(cls)).flatten()
-        else:
-            pool = torch.arange(len(all_labels))
-        pick = pool[torch.randperm(len(pool), generator=g)[:count]]
+            label = CIFAR10_CLASSES.index(cls)
+        pick = sample_images(all_labels, count, seed, label)
         images, truths = all_images[pick], [CIFAR10_CLASSES[int(i)] for i in all_labels[pick]]
 
 if images is None:

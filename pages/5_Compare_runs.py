@@ -16,7 +16,7 @@ ui.page_setup("Compare runs", "📊")
 st.title("Compare runs")
 
 all_runs = ui.list_runs(with_metrics=False)
-runs = [r for r in all_runs if len(r.metrics.get("loss", ())) > 0]
+runs = ui.with_curves(all_runs)
 if not all_runs:
     st.info("The run store is empty. Train something on the **Train** page, or point the sidebar's run store "
             f"folder at another place (now: `{ui.runs_dir()}`).")

@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 
-from .config import DEVICES, FAMILIES, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig, TrainConfig
+from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
+                     TrainConfig)
 from .errors import ResnetVizError
-from .presets import BRIEF_LR, BRIEF_RUN_STEPS
+from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 
 CIFAR10_TRAIN_IMAGES = 50_000
 
@@ -59,6 +60,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     g.add_argument("--grad-norm-every", type=int, default=1, help="record gradient norms every N steps")
     g.add_argument("--no-grad-norms", action="store_true", help="do not record gradient norms")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="forward pass in bf16 autocast or fp32; auto: bf16 where this machine measured it faster "
+                        "(loss, gradient norms and evaluation are fp32 either way)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads; 0 (default): the cores other processes leave free, re-checked while training")
     g.add_argument("--name", default=None, help="a name for the run (sweep: a prefix)")
     g.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
 
@@ -86,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("delete", help="delete a run")
     de.add_argument("run_id")
     de.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    pr = sub.add_parser("preset", help="train a one-click experiment, sized to the minutes you have")
+    pr.add_argument("preset", nargs="?", choices=[p.key for p in PRESETS], help="which experiment (see --list)")
+    pr.add_argument("--list", action="store_true", help="list the experiments and stop")
+    pr.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
+                    help=f"wall time for the whole experiment (default {DEFAULT_MINUTES:g})")
+    pr.add_argument("--device", choices=DEVICES, default="auto")
+    pr.add_argument("--plan-only", action="store_true", help="print the plan (steps, estimated time) and stop")
+    pr.add_argument("--remeasure", action="store_true", help="time the nets again instead of using the cache")
+    pr.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     su = sub.add_parser("summary", help="print a model's per-layer summary")
     _model_args(su, sweep=False)
     su.add_argument("--input-size", type=int, default=None)
@@ -99,44 +114,44 @@ def _model_config(args, arch: str, depth: int) -> ModelConfig:
 
 
 def _schedule_and_lr(args) -> tuple[str, float, str | None]:
-    """The paper's step schedule at lr 0.1 — unless the run is brief and the user chose neither: then one-cycle to
-    lr 0.05, because at lr 0.1 a fresh ResNet-56 spikes and a run of a few hundred steps ends at chance (the Home
-    page's presets make the same choice). Returns (schedule, lr, a note saying so, or None)."""
-    images = min(args.subset or CIFAR10_TRAIN_IMAGES, CIFAR10_TRAIN_IMAGES)
-    steps = max(1, int(args.epochs * (images // max(1, args.batch_size))))
-    if args.max_steps:
-        steps = min(steps, args.max_steps)
-    brief = steps < BRIEF_RUN_STEPS
-    schedule = args.schedule or ("onecycle" if brief else "step")
-    lr = args.lr if args.lr is not None else BRIEF_LR if brief and schedule != "step" else TrainConfig().lr
-    note = None
-    if brief and args.schedule is None and args.lr is None:
-        note = (f"a brief run (~{steps} steps): one-cycle schedule peaking at lr {lr:g}. The paper's lr 0.1 step "
-                f"schedule is built for 64k steps; in a brief run it makes a fresh ResNet-56 collapse. "
-                f"--schedule step --lr 0.1 gives the paper's recipe.")
-    return schedule, lr, note
+    """presets.brief_run_rule: the paper's step schedule at lr 0.1, or one-cycle to 0.05 for a brief run where the
+    user chose neither. Returns (schedule, lr, a note saying so, or None)."""
+    schedule, lr, note = brief_run_rule(args.epochs, args.subset, args.batch_size, args.max_steps, args.schedule,
+                                        args.lr)
+    if note and note.startswith("a brief run"):
+        note = note.replace("Schedule step with lr 0.1", "--schedule step --lr 0.1")
+        return schedule, lr, note
+    return schedule, lr, None
 
 
 def _train_config(args) -> TrainConfig:
+    typed = TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size,
+                        lr=TrainConfig.lr if args.lr is None else args.lr, schedule=args.schedule or "step",
+                        warmup_steps=args.warmup_steps, momentum=args.momentum, weight_decay=args.weight_decay,
+                        seed=args.seed, device=args.device, eval_every=args.eval_every,
+                        eval_images=args.eval_images, max_steps=args.max_steps, grad_norm_every=args.grad_norm_every,
+                        record_grad_norms=not args.no_grad_norms, precision=args.precision, threads=args.threads)
+    typed.validate()  # before the step count below does arithmetic with what was typed (--epochs nan, inf …)
     schedule, lr, note = _schedule_and_lr(args)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    return TrainConfig(epochs=args.epochs, subset=args.subset, batch_size=args.batch_size, lr=lr,
-                       schedule=schedule, warmup_steps=args.warmup_steps, momentum=args.momentum,
-                       weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                       eval_every=args.eval_every, eval_images=args.eval_images, max_steps=args.max_steps,
-                       grad_norm_every=args.grad_norm_every, record_grad_norms=not args.no_grad_norms)
+    return dataclasses.replace(typed, schedule=schedule, lr=lr)
 
 
 def _run_training(args, configs: list[RunConfig]) -> int:
     from tqdm import tqdm
 
     from .data import load_cifar10
+    from .models import check_fits
     from .store import RunStore
-    from .trainer import Trainer
-    for c in configs:  # fail on a bad config before spending minutes on the first run
+    from .trainer import Trainer, resolve_device
+    # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
+    # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
+    for c in configs:
         c.validate()
+        check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
+    store.check_writable()
     data = load_cifar10(args.data, download=not args.no_download)
     print(f"data: {data.source}", file=sys.stderr)
     stop = threading.Event()
@@ -187,7 +202,7 @@ def _pct(v) -> str:
 
 
 def cmd_list(args) -> int:
-    from .store import RunStore
+    from .store import RunStore, strict_json
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runs = RunStore(args.runs).list()
@@ -200,7 +215,7 @@ def cmd_list(args) -> int:
         except ResnetVizError as e:
             print(f"warning: {e}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summaries, indent=2))
+        print(strict_json(summaries, indent=2))
         return 0
     if not summaries:
         print(f"no runs in {RunStore(args.runs).root}")
@@ -214,6 +229,47 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .store import RunStore
+    text = RunStore(args.runs).export(args.run_id, args.format)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output).expanduser()
+    if path.is_dir():
+        raise ResnetVizError(f"{path} is a folder; give a file name for the export, e.g. "
+                             f"{path / f'{args.run_id}.{args.format}'}.")
+    if not path.parent.is_dir():
+        raise ResnetVizError(f"Cannot write {path}: the folder {path.parent} does not exist. Create it first or "
+                             f"choose another place.")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ResnetVizError(f"Cannot write {path}: {e.strerror or e}.") from e
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from .store import RunStore
+    store = RunStore(args.runs)
+    run = store.get(args.run_id)
+    if not args.yes:
+        try:
+            answer = input(f"Delete run {run.id} ({run.label}, {run.state})? [y/N] ")
+        except EOFError:  # no terminal to ask (a script, a pipe): not a yes
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted (use --yes to delete without asking)")
+            return 1
+    store.delete(run.id)
+    print(f"deleted {run.id}")
+    return 0
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)  # a sentence for the user, not Python's file:line report
+
+
 def cmd_summary(args) -> int:
     from .models import human_count, model_summary
     s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
@@ -225,50 +281,80 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_preset(args) -> int:
+    """Plan an experiment for this machine and the minutes given, print the plan, then train it."""
+    if args.list or not args.preset:
+        for p in PRESETS:
+            print(f"{p.key:12s} {p.title}: {', '.join(m.name for m in p.models)}")
+        if not args.list:
+            print("\nerror: name an experiment, e.g. `preset degradation --minutes 3`", file=sys.stderr)
+            return 2
+        return 0
+    import time
+
+    import torch
+
+    from .presets import describe_training, plan_preset, preset_by_key
+    from .threads import CpuLoad, choose_threads
+    from .trainer import resolve_device
+    device = resolve_device(args.device)
+    if device.type == "cpu":  # plan with the threads the runs will get: the cores others leave free
+        torch.set_num_threads(choose_threads(CpuLoad().others_busy()))
+    print("measuring this machine (a few timed steps per net; cached afterwards) …", file=sys.stderr)
+    plan = plan_preset(preset_by_key(args.preset), args.minutes, device, args.data, refresh=args.remeasure)
+    print(f"plan for {args.minutes:g} min on {device.type}"
+          + (f" ({plan.threads} thread{'s' if plan.threads != 1 else ''})" if plan.threads else "") + ":",
+          file=sys.stderr)
+    for r in plan.runs:
+        print(f"  {r.config.model.name:12s} {r.steps:6,d} steps  {r.speed.precision}  "
+              f"{r.speed.step_seconds:.3f} s/step  ~{r.seconds:.0f} s", file=sys.stderr)
+    print(f"  {describe_training(plan.runs[0].config.train)}", file=sys.stderr)
+    print(f"  estimated total: {plan.total_seconds:.0f} s", file=sys.stderr)
+    if args.plan_only:
+        return 0
+    for name in ("precision", "threads", "runs"):  # what _run_training reads from a train command's arguments
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    started = time.perf_counter()
+    code = _run_training(args, [r.config for r in plan.runs])
+    print(f"wall time {time.perf_counter() - started:.0f} s (estimated {plan.total_seconds:.0f} s)", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous_showwarning, warnings.showwarning = warnings.showwarning, _print_warning
     try:
         if args.command == "train":
-            config = RunConfig(model=_model_config(args, args.arch, args.depth), train=_train_config(args),
-                               data_dir=args.data, name=args.name)
+            model = _model_config(args, args.arch, args.depth).validate()
+            config = RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=args.name)
             return _run_training(args, [config])
         if args.command == "sweep":
-            train, configs = _train_config(args), []
-            for arch, depth in itertools.product(args.arch, args.depth):
-                model = _model_config(args, arch, depth)
-                name = f"{args.name}-{model.name}" if args.name else None
-                configs.append(RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
-                                         name=name))
+            models = [_model_config(args, arch, depth).validate()
+                      for arch, depth in itertools.product(args.arch, args.depth)]
+            train = _train_config(args)
+            configs = [RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
+                                 name=f"{args.name}-{model.name}" if args.name else None) for model in models]
             return _run_training(args, configs)
+        if args.command == "preset":
+            return cmd_preset(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "export":
-            from .store import RunStore
-            text = RunStore(args.runs).export(args.run_id, args.format)
-            if args.output:
-                with open(args.output, "w", encoding="utf-8") as f:
-                    f.write(text)
-            else:
-                sys.stdout.write(text)
-            return 0
+            return cmd_export(args)
         if args.command == "delete":
-            from .store import RunStore
-            store = RunStore(args.runs)
-            run = store.get(args.run_id)
-            if not args.yes:
-                answer = input(f"Delete run {run.id} ({run.label}, {run.state})? [y/N] ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    print("not deleted")
-                    return 1
-            store.delete(run.id)
-            print(f"deleted {run.id}")
-            return 0
+            return cmd_delete(args)
         if args.command == "summary":
             return cmd_summary(args)
     except ResnetVizError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a folder removed under a running command: the system's own sentence
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
     return 0

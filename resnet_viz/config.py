@@ -3,6 +3,7 @@ trainer all reject a bad choice with the same student-readable message."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ConfigError
@@ -12,12 +13,46 @@ SHORTCUTS = ("A", "B", "C")
 STEMS = ("cifar", "imagenet")
 SCHEDULES = ("step", "onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
 # Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
 PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
 # Paper Table 1 "FLOPs" of the ImageNet nets at 224×224, ×10⁹: the paper counts multiply-adds.
 PAPER_TABLE1_GMULT_ADDS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
+# ResNet-1202 is the paper's deepest net and the Build page stops at 2,000. A bound is needed at all because merely
+# sizing a run (the meta-device summary that checks it fits in memory) costs memory per layer: depth 1,000,000,004
+# grew by ~180 MB/s until the process was killed.
+MAX_CIFAR_DEPTH = 2000
+MAX_CLASSES = 100_000
+MAX_EPOCHS = 10_000  # the paper's 64k iterations are ~164 epochs
+MAX_SEED = 2**32 - 1  # what numpy and most tools accept
+MAX_FLUSH_EVERY = 100_000  # steps buffered on the device between host copies
+
+
+# Numbers come from argparse, widgets, JSON files and Python callers: bools are not numbers, NaN and inf are not
+# settings.
+def is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_whole(what: str, value, low: int, high: int | None = None) -> None:
+    """A whole number in [low, high]; the message names the setting as the user knows it."""
+    if not is_whole(value):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}.")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
+        raise ConfigError(f"{what} must be {bounds}, got {value:,}.")
+
+
+def _check_flag(what: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {value!r}.")
+
 
 
 def _cifar_depths_hint(depth: int) -> str:
@@ -47,9 +82,12 @@ class ModelConfig:
         if self.family not in FAMILIES:
             raise ConfigError(f"Unknown model family {self.family!r}: choose 'cifar' (the paper's 6n+2 CIFAR nets) "
                               f"or 'imagenet' (ResNet-18/34/50/101/152).")
-        if not isinstance(self.depth, int) or isinstance(self.depth, bool):
+        if not is_whole(self.depth):
             raise ConfigError(f"Depth must be a whole number, got {self.depth!r}.")
         if self.family == "cifar":
+            if self.depth > MAX_CIFAR_DEPTH:
+                raise ConfigError(f"Depth {self.depth:,} is far beyond what can be built or trained here: CIFAR "
+                                  f"ResNets go up to depth {MAX_CIFAR_DEPTH:,} (the paper's deepest is 1202).")
             if self.depth < 8 or (self.depth - 2) % 6 != 0:
                 raise ConfigError(
                     f"A CIFAR ResNet has depth 6n+2 with n ≥ 1 (three stages of n blocks of two 3×3 convs, plus the "
@@ -68,8 +106,7 @@ class ModelConfig:
         if self.family == "cifar" and self.stem != "cifar":
             raise ConfigError("The CIFAR family always uses the 3×3 CIFAR stem; the 'imagenet' stem belongs to the "
                               "imagenet family.")
-        if (not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not self.width > 0
-                or not math.isfinite(self.width)):
+        if not is_finite(self.width) or not self.width > 0:
             raise ConfigError(f"Width must be a positive multiplier of the channel counts (1 = the paper's "
                               f"16/32/64 filters), got {self.width!r}.")
         base = 16 if self.family == "cifar" else 64
@@ -78,8 +115,11 @@ class ModelConfig:
                               f"1/{2 * base}.")
         if base * self.width * 2 ** 3 > 65536:
             raise ConfigError(f"Width {self.width} asks for more channels than any device can hold; try 1–8.")
-        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+        if not is_whole(self.num_classes) or self.num_classes < 2:
             raise ConfigError(f"A classifier needs at least 2 classes, got {self.num_classes!r}.")
+        check_whole("The number of classes", self.num_classes, 2, MAX_CLASSES)
+        _check_flag("residual", self.residual)
+        _check_flag("batchnorm", self.batchnorm)
         return self
 
     @property
@@ -117,34 +157,45 @@ class TrainConfig:
     record_grad_norms: bool = True
     grad_norm_every: int = 1
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
-    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖shortcut(x)‖ per block on 64 test images every N steps; 0 = off
+    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖shortcut(x)‖ per block (64 test images) every N steps
     max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
+    precision: str = "auto"  # training forward pass: "auto" (bf16 where measured faster), "fp32" or "bf16"
+    threads: int = 0  # CPU intra-op threads; 0 = the free cores, re-checked while training
 
     def validate(self) -> "TrainConfig":
-        if not self.epochs > 0:
-            raise ConfigError(f"Epochs must be positive, got {self.epochs!r}.")
-        if self.subset is not None and self.subset < 10:
-            raise ConfigError(f"A subset needs at least 10 images (one per class), got {self.subset}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        # Every number is checked for type and range, so NaN, inf, text or a list from a hand-edited config or a
+        # typo is refused here with a sentence, not deep in the trainer with a traceback.
+        if not is_finite(self.epochs) or not 0 < self.epochs <= MAX_EPOCHS:
+            raise ConfigError(f"Epochs must be a number above 0 and at most {MAX_EPOCHS:,}, got {self.epochs!r}.")
+        if self.subset is not None and (not is_whole(self.subset) or self.subset < 10):
+            raise ConfigError(f"A subset needs a whole number of at least 10 images (one per class), got "
+                              f"{self.subset!r}.")
+        if not is_whole(self.batch_size) or self.batch_size < 1:
             raise ConfigError(f"Batch size must be a positive whole number, got {self.batch_size!r}.")
-        if not self.lr > 0:
-            raise ConfigError(f"The learning rate must be positive, got {self.lr!r}.")
-        if not 0 <= self.momentum < 1:
+        if not is_finite(self.lr) or not self.lr > 0:
+            raise ConfigError(f"The learning rate must be a positive number, got {self.lr!r}.")
+        if not is_finite(self.momentum) or not 0 <= self.momentum < 1:
             raise ConfigError(f"Momentum must be in [0, 1), got {self.momentum!r}.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"Weight decay cannot be negative, got {self.weight_decay!r}.")
+        if not is_finite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"Weight decay must be a number ≥ 0, got {self.weight_decay!r}.")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"Unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}.")
         if self.device not in DEVICES:
             raise ConfigError(f"Unknown device {self.device!r}: choose one of {', '.join(DEVICES)}.")
-        if (self.warmup_steps < 0 or self.eval_every < 0 or self.branch_ratio_every < 0 or self.grad_norm_every < 1
-                or self.flush_every < 1):
-            raise ConfigError("warmup_steps, eval_every and branch_ratio_every must be ≥ 0; grad_norm_every and "
-                              "flush_every ≥ 1.")
-        if self.eval_images < 10:
-            raise ConfigError(f"Evaluate on at least 10 images, got {self.eval_images}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be ≥ 1, got {self.max_steps}.")
+        check_whole("Warm-up steps", self.warmup_steps, 0)
+        check_whole("eval_every", self.eval_every, 0)
+        check_whole("branch_ratio_every", self.branch_ratio_every, 0)
+        check_whole("grad_norm_every", self.grad_norm_every, 1)
+        check_whole("flush_every", self.flush_every, 1, MAX_FLUSH_EVERY)
+        if not is_whole(self.eval_images) or self.eval_images < 10:
+            raise ConfigError(f"Evaluate on at least 10 images, got {self.eval_images!r}.")
+        if self.max_steps is not None:
+            check_whole("max_steps", self.max_steps, 1)
+        check_whole("The seed", self.seed, 0, MAX_SEED)
+        _check_flag("record_grad_norms", self.record_grad_norms)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"Unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}.")
+        check_whole("Threads", self.threads, 0, 1024)
         return self
 
 
@@ -158,6 +209,9 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         self.model.validate()
         self.train.validate()
+        for what, value in (("The data folder", self.data_dir), ("The run name", self.name)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{what} must be text, got {value!r}.")
         return self
 
     def to_dict(self) -> dict:
@@ -165,8 +219,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        def pick(dc, values):  # ignore unknown keys so configs written by newer versions still load
+        """A config from its JSON form (call validate() before trusting it). Unknown keys are ignored, so configs
+        written by newer versions still load; anything that is not a mapping where one belongs is a ConfigError."""
+        def pick(dc, values):
+            if values is None:
+                values = {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"the {dc.__name__} part is {type(values).__name__}, not an object")
             names = {f.name for f in fields(dc)}
-            return dc(**{k: v for k, v in (values or {}).items() if k in names})
+            return dc(**{k: v for k, v in values.items() if k in names})
+        if not isinstance(d, dict):
+            raise ConfigError(f"the config is {type(d).__name__}, not an object")
         return cls(model=pick(ModelConfig, d.get("model")), train=pick(TrainConfig, d.get("train")),
                    data_dir=d.get("data_dir"), name=d.get("name"))

@@ -8,7 +8,9 @@ This module must stay importable without streamlit/plotly/captum: it runs on hea
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -91,6 +93,44 @@ def _image_folder_dir(root: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------- python batches ----
+class _RefusedPickle(pickle.UnpicklingError):
+    """A batch file that asks for something CIFAR-10's files never hold."""
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    # How Python 3 pickles bytes at protocol 2: _codecs.encode(text, "latin1"). Any other codec is refused.
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise _RefusedPickle(f"it asks to encode with {encoding!r}")
+    return codecs.encode(text, "latin1")
+
+
+@functools.cache
+def _pickle_allowlist() -> dict[tuple[str, str], object]:
+    """The only globals CIFAR-10's batches need: numpy's array reconstruction (under numpy 1.x's and 2.x's module
+    names, as pickled by Python 2 or by a modern re-pickle) and the bytes helper of protocol 2."""
+    core = getattr(np, "_core", None) or np.core
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                               ("_codecs", "encode"): _latin1_bytes}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        if hasattr(core.numeric, "_frombuffer"):  # protocol 5 pickles of arrays
+            allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return allowed
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's batch files hold: dicts, lists, bytes, text, numbers and numpy arrays.
+
+    A pickle may call any importable function while it loads, so an unrestricted one would let a crafted
+    data_batch_1, in a folder the user (or anyone using the app's data-folder box) points at, run code."""
+
+    def find_class(self, module: str, name: str):
+        found = _pickle_allowlist().get((module, name))
+        if found is None:
+            raise _RefusedPickle(f"it asks to load {module}.{name}")
+        return found
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path.parent} looks like CIFAR-10's python format, but {path.name} is missing from it. "
@@ -101,7 +141,11 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             # The dataset's own files are pickles of Python-2 dicts; bytes keys, exactly as torchvision reads them.
-            entry = pickle.load(f, encoding="bytes")
+            entry = _BatchUnpickler(f, encoding="bytes").load()
+    except _RefusedPickle as e:
+        raise DataError(f"{path} is not a genuine CIFAR-10 batch file: {e}, which CIFAR-10's files never do, so it "
+                        f"was refused (loading it could run code). Replace the folder with a real copy of "
+                        f"CIFAR-10.") from e
     except Exception as e:  # a damaged pickle can fail in many ways (EOFError, UnpicklingError, ValueError, ...)
         raise DataError(f"{unreadable} ({type(e).__name__}: {e})") from e
     if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
@@ -217,8 +261,16 @@ def _load_cache(path: Path) -> dict[str, torch.Tensor] | None:
           and all(tensors[k].dtype == torch.uint8 and tensors[k].shape[1:] == (3, 32, 32)
                   for k in ("train_images", "test_images"))
           and len(tensors["train_images"]) == len(tensors["train_labels"])
-          and len(tensors["test_images"]) == len(tensors["test_labels"]))
+          and len(tensors["test_images"]) == len(tensors["test_labels"])
+          and all(_labels_ok(tensors[k]) for k in ("train_labels", "test_labels")))
     return tensors if ok else None
+
+
+def _labels_ok(labels: torch.Tensor) -> bool:
+    """Whole-number class indices 0-9, one per image: anything else would fail deep inside the loss."""
+    return (labels.dim() == 1 and not labels.dtype.is_floating_point and not labels.dtype.is_complex
+            and labels.dtype != torch.bool
+            and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < len(CIFAR10_CLASSES))))
 
 
 def _save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -321,6 +373,14 @@ def _load_from(root: Path, download: bool, progress: bool) -> Cifar10Tensors:
 
 
 # ------------------------------------------------------------------------------------ sampling, tensors ----
+def subset_note(subset: int | None, n_train: int) -> str | None:
+    """What to tell the user when a subset asks for more training images than the data holds (all are used)."""
+    if subset is not None and subset > n_train:
+        return (f"The subset asks for {subset:,} training images, but the data holds only {n_train:,}: training on "
+                f"all {n_train:,} of them.")
+    return None
+
+
 def stratified_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """k sorted indices with the classes as equally represented as possible; the same k and seed give the same
     subset on every machine. k >= len(labels) gives every index."""
@@ -375,3 +435,11 @@ def augment_batch(images_uint8: torch.Tensor, generator: torch.Generator | None 
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # a flip reads the window's columns backwards
     out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def sample_images(labels: torch.Tensor, k: int, seed: int, label: int | None = None) -> torch.Tensor:
+    """Indices of k images drawn at random without replacement (all of them if there are fewer), among those of
+    class `label` if given. The same arguments give the same draw."""
+    g = torch.Generator().manual_seed(int(seed))
+    pool = torch.nonzero(labels == label).flatten() if label is not None else torch.arange(len(labels))
+    return pool[torch.randperm(len(pool), generator=g)[:k]]

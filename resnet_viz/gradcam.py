@@ -19,8 +19,11 @@ from torch import nn
 from .data import normalize
 from .errors import ConfigError, ImageError
 
-MAX_UPLOAD_BYTES = 20 * 2**20
+MAX_UPLOAD_BYTES = 20 * 2**20  # the app's .streamlit/config.toml sets server.maxUploadSize to the same 20 MB
 MAX_UPLOAD_PIXELS = 40_000_000
+# Peak memory for decoding and shrinking one picture. Pixels alone do not bound it: a 300 KB 16-bit RGBA PNG of 40
+# megapixels decodes to 160 MB and, converted full-size step by step, used to cost ~0.9 GB.
+MAX_DECODE_BYTES = 256 * 2**20
 CAM_SIZE = 32
 # Raster formats a user is likely to upload. Restricting Image.open to these keeps PIL from handing a file to
 # Ghostscript (EPS) or other exotic decoders; anything else gets a clear "not an image" message.
@@ -107,14 +110,14 @@ def _sniff(raw: bytes) -> str | None:
     return None
 
 
-def _to_8bit(img):
+def _to_8bit(img, sixteen_bit: bool):
     """Single-channel 16/32-bit integer and float images → 8-bit "L"; PIL's own conversion would clip them."""
     from PIL import Image
     arr = np.asarray(img).astype(np.float64)
     if arr.size == 0:
         raise ImageError("The image has no pixels.")
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+    if sixteen_bit or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
         arr = arr / 257  # the full 16-bit range onto 0…255
     elif img.mode == "F" and lo >= 0 and hi <= 1:
         arr = arr * 255
@@ -123,14 +126,55 @@ def _to_8bit(img):
     return Image.fromarray(np.nan_to_num(arr).round().clip(0, 255).astype(np.uint8), mode="L")
 
 
-def load_image(source, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> torch.Tensor:
+# Modes PIL's reduce() cannot shrink as they are (palette indices must not be averaged), and what they become first.
+_BEFORE_SHRINK = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+# Bytes per pixel of the full-size copies made on the way: that conversion, and reduce()'s premultiplied copy of an
+# image with alpha.
+_COPY_BYTES = {"1": 1, "P": 8, "PA": 8, "LA": 4, "RGBA": 4, "I;16": 4, "I;16B": 4, "I;16L": 4, "I;16N": 4}
+
+
+def decode_cost(mode: str, width: int, height: int) -> int:
+    """Bytes held at the peak of decoding and shrinking an image of this header-declared mode and size."""
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4  # PIL's storage per pixel
+    return width * height * (stored + _COPY_BYTES.get(mode, 0))
+
+
+def _shrink(img):
+    """Reduce by a whole factor (box averaging) while the shorter side stays ≥ 4×CAM_SIZE, so every later step —
+    rotation, compositing, colour conversion, the final Lanczos resize — works on a small image."""
+    if img.mode in _BEFORE_SHRINK:
+        target = _BEFORE_SHRINK[img.mode]
+        if img.mode == "P" and "transparency" not in img.info:
+            target = "RGB"
+        img = img.convert(target)
+    factor = min(img.size) // (4 * CAM_SIZE)
+    return img.reduce(factor) if factor >= 2 else img
+
+
+_ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                7: "TRANSVERSE", 8: "ROTATE_90"}  # EXIF orientation tag → the transpose that displays it upright
+
+
+def _orientation(img):
+    """The transpose the EXIF orientation tag asks for, or None. Read before shrinking: shrinking drops the tags."""
+    from PIL import Image
+    try:
+        name = _ORIENTATION.get(img.getexif().get(0x0112))
+    except Exception:  # a malformed EXIF block is no reason to refuse the picture: show it unrotated
+        return None
+    return getattr(Image.Transpose, name) if name else None
+
+
+def load_image(source, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS,
+               max_decode_bytes: int = MAX_DECODE_BYTES) -> torch.Tensor:
     """Any image file → uint8 [3,32,32] like a CIFAR-10 image.
 
     `source` is a path, bytes, or a file-like object (Streamlit's UploadedFile). Any size and mode: transparency is
     composited on white, grey and palette images become RGB, 16-bit images are scaled to 8 bits, EXIF rotation is
     applied; the shorter side is resized to 32 pixels with antialiasing (Lanczos) and the centre is cropped.
-    Anything else — not an image, damaged, empty, over `max_bytes`, or over `max_pixels` (decompression bombs) —
-    raises ImageError with a message meant for the person who uploaded it."""
+    Anything else — not an image, damaged, empty, over `max_bytes`, over `max_pixels` (decompression bombs), or
+    costing more than `max_decode_bytes` to decode (judged from its header, before decoding) — raises ImageError
+    with a message meant for the person who uploaded it."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     raw = _read_source(source, max_bytes)
@@ -144,7 +188,7 @@ def load_image(source, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_
                  f"{max_pixels / 1e6:.3g} megapixels). Scale it down first.")
     try:
         # PIL warns (DecompressionBombWarning) and raises (DecompressionBombError) on its own, larger pixel limit;
-        # keep its warnings from reaching the user, enforce our limit before decoding any pixel.
+        # keep its warnings from reaching the user, enforce our limits before decoding any pixel.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(raw), formats=formats)
@@ -155,13 +199,19 @@ def load_image(source, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_
                 raise ImageError("The image has no pixels.")
             if img.format == "JPEG":  # decode big JPEGs at a reduced scale (still ≥ 64 px a side): far less work
                 img.draft(img.mode, (64, 64))
+            cost = decode_cost(img.mode, *img.size)
+            if cost > max_decode_bytes:
+                raise ImageError(f"The image is {w}×{h} pixels in mode {img.mode}: decoding it would take about "
+                                 f"{cost / 2**20:,.0f} MB of memory (the limit is {max_decode_bytes / 2**20:,.0f} MB). "
+                                 f"Scale it down or save it as an 8-bit RGB PNG or a JPEG first.")
             img.load()
-            try:
-                img = ImageOps.exif_transpose(img)
-            except Exception:  # a malformed EXIF block is no reason to refuse the picture: show it unrotated
-                pass
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                img = _to_8bit(img)
+            orientation = _orientation(img)
+            sixteen_bit = img.mode.startswith("I;16")
+            img = _shrink(img)
+            if orientation is not None:
+                img = img.transpose(orientation)
+            if img.mode in ("I", "F"):
+                img = _to_8bit(img, sixteen_bit)
             if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -15,6 +15,7 @@ from .config import RunConfig
 from .errors import ResnetVizError
 
 FINAL_STATES = ("finished", "stopped", "diverged", "failed", "cancelled")
+APP_RESERVED_CORES = 1  # a CPU core left to the server, so pages render while a run trains
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Job:
     metrics: dict | None = None  # live metrics (host arrays) while running
     layer_names: list[str] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    planned_seconds: float | None = None  # the time-budget plan's estimate for this run, if it came from one
+    planned_step_seconds: float | None = None  # the measured step time that plan assumed
 
     @property
     def label(self) -> str:
@@ -50,11 +53,22 @@ class JobQueue:
         self._worker: threading.Thread | None = None
 
     # -- called from page scripts ---------------------------------------------------------------------------------
-    def submit(self, configs: list[RunConfig], owner: str, runs_dir: str | None = None) -> list[Job]:
-        for c in configs:
-            c.validate()  # a bad config is refused at once, with the same message as the CLI's
+    def submit(self, configs: list[RunConfig], owner: str, runs_dir: str | None = None,
+               plans: list | None = None) -> list[Job]:
+        """Queue runs. `plans`: each run's budget.PlannedRun (or None), for estimates of the whole queue."""
+        from .store import RunStore
+        from .trainer import resolve_device
+        for c in configs:  # refused at once, with the same message as the CLI's, not after loading the data
+            c.validate()
+            resolve_device(c.train.device)
+        if configs:
+            RunStore(runs_dir).check_writable()
         with self._lock:
-            jobs = [Job(next(self._ids), owner, copy.deepcopy(c), runs_dir) for c in configs]
+            plans = plans or [None] * len(configs)
+            jobs = [Job(next(self._ids), owner, copy.deepcopy(c), runs_dir,
+                        planned_seconds=plan.seconds if plan else None,
+                        planned_step_seconds=plan.speed.step_seconds if plan else None)
+                    for c, plan in zip(configs, plans)]
             self._jobs.extend(jobs)
             self._ensure_worker()
             self._wake.notify_all()
@@ -68,6 +82,28 @@ class JobQueue:
                         job.state, job.message = "cancelled", "Cancelled before it started."
                     else:
                         job.stop_event.set()
+
+    def queue_eta(self) -> dict[int, float | None]:
+        """Seconds until each unfinished job ends, the queue ahead of it included. The running job's own pace (its
+        Progress) also rescales the plans of the jobs behind it: a machine running 20% slower than planned will be
+        20% slower for them too."""
+        with self._lock:
+            pending = [j for j in self._jobs if not j.done]
+        out: dict[int, float | None] = {}
+        clock, speed = 0.0, 1.0
+        for job in pending:
+            p = job.progress
+            left = p.eta_seconds if p is not None and job.state == "running" else None
+            if left is not None and job.planned_step_seconds and p.seconds_per_step:
+                speed = min(4.0, max(0.25, p.seconds_per_step / job.planned_step_seconds))
+            if left is None:
+                left = job.planned_seconds * speed if job.planned_seconds else None
+            if left is None or clock is None:
+                clock = None
+            else:
+                clock += left
+            out[job.id] = clock
+        return out
 
     def jobs(self, owner: str | None = None) -> list[Job]:
         """Copies, safe to read while the worker runs."""
@@ -87,9 +123,10 @@ class JobQueue:
             time.sleep(0.05)
         return True
 
-    def clear_finished(self, owner: str) -> None:
+    def clear_finished(self, owner: str | None = None) -> None:
+        """Forget finished jobs (their runs stay in the store): one tab's, or everyone's."""
         with self._lock:
-            self._jobs = [j for j in self._jobs if not (j.owner == owner and j.done)]
+            self._jobs = [j for j in self._jobs if not (j.done and (owner is None or j.owner == owner))]
 
     # -- the worker -----------------------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -112,7 +149,7 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from .data import load_cifar10
+        from .data import load_cifar10, subset_note
         from .store import RunStore
         from .trainer import Trainer
 
@@ -126,7 +163,8 @@ class JobQueue:
 
         try:
             data = load_cifar10(job.config.data_dir)
-            trainer = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress,
+            note = subset_note(job.config.train.subset, len(data.train_labels))
+            trainer = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress, reserve_cores=APP_RESERVED_CORES,
                               stop_event=job.stop_event)
             with self._lock:
                 job.state = "running"
@@ -139,6 +177,8 @@ class JobQueue:
                                "stopped": f"Stopped at step {result.steps}; what was trained is saved.",
                                "diverged": f"Diverged at step {result.diverged_step} (the loss became NaN or "
                                            f"infinite). Try a lower learning rate."}[result.status]
+                if note:
+                    job.message = f"{job.message} {note}"
         except ResnetVizError as e:
             with self._lock:
                 job.state, job.message = "failed", str(e)

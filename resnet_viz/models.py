@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, check_whole
 from .errors import ConfigError
+
+MAX_INPUT_SIZE = 4096  # pixels per side for a summary; ImageNet nets are built for 224
 
 IMAGENET_LAYOUT = {  # depth -> (block type, blocks per stage)
     18: ("basic", (2, 2, 2, 2)),
@@ -378,6 +380,8 @@ def model_summary(cfg: ModelConfig, input_size: int | None = None) -> dict:
     reported as 2 × MACs, the convention of `torch.utils.flop_counter`; the paper's "FLOPs" (Table 1: 3.8×10⁹ for
     ResNet-50) count multiply-adds, i.e. MACs."""
     cfg.validate()
+    if input_size is not None:
+        check_whole("The input size (pixels per side)", input_size, 1, MAX_INPUT_SIZE)
     size = input_size or default_input_size(cfg)
     with torch.device("meta"):
         model = ResNet(cfg)
@@ -394,7 +398,8 @@ def model_summary(cfg: ModelConfig, input_size: int | None = None) -> dict:
     }
 
 
-def _available_memory(device: torch.device) -> int | None:
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on the device (for the CPU: available RAM), or None where there is no reliable figure."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free
@@ -424,7 +429,7 @@ def estimate_training_memory(cfg: ModelConfig, batch_size: int, input_size: int 
 def check_fits(cfg: ModelConfig, batch_size: int, device: torch.device, input_size: int = 32) -> int:
     """Raise ConfigError when a training step of this model cannot fit the device's free memory."""
     need = estimate_training_memory(cfg, batch_size, input_size)
-    have = _available_memory(device)
+    have = available_memory(device)
     if have is not None and need > 0.9 * have:
         gib = 2**30
         raise ConfigError(
@@ -445,4 +450,4 @@ def human_count(n: int) -> str:
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "ProjectionShortcut", "Stem", "build_model",
            "weight_layers", "layer_names", "count_parameters", "model_summary", "estimate_training_memory",
-           "check_fits", "human_count", "shortcut_kind", "conv3x3", "conv1x1", "IMAGENET_LAYOUT"]
+           "check_fits", "available_memory", "human_count", "shortcut_kind", "conv3x3", "conv1x1", "IMAGENET_LAYOUT"]

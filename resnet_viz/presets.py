@@ -1,13 +1,20 @@
-"""One-click experiments, sized for the device: on a 2-core CPU the Degradation preset finishes in about three
-minutes (an 8,000-image stratified subset, two epochs); on a GPU it uses the full training set."""
+"""One-click experiments, sized to the minutes a lecturer has on this machine.
+
+A preset names its models; `plan_preset` measures this machine's step time for each (resnet_viz.budget), gives every
+run the same number of steps — as many as fit in the budget — and picks the recipe for that length: brief runs get
+the brief-run recipe below, runs of thousands of steps the paper's.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import ModelConfig, RunConfig, TrainConfig
 
+DEFAULT_MINUTES = 3.0
 BRIEF_RUN_STEPS = 2_000  # below this, the paper's lr 0.1 start is too abrupt for a fresh ResNet-56 to recover from
 BRIEF_LR = 0.05  # the peak of the one-cycle schedule brief runs use
+BRIEF_BATCH = 128
+PAPER_WARMUP_STEPS = 400  # the paper's ResNet-110 warm-up at lr 0.01, used by every long preset run
 
 
 @dataclass(frozen=True)
@@ -20,8 +27,8 @@ class Preset:
 
 PRESETS = (
     Preset("degradation", "Degradation: plain-20 vs plain-56",
-           "Two plain nets, 20 and 56 layers. The deeper one ends with the higher training loss — the degradation "
-           "problem of the paper's Fig. 1 and Fig. 6 (left).",
+           "Two plain nets, 20 and 56 layers, trained for the same number of steps. The deeper one learns, but "
+           "ends with the higher training error — the degradation problem of the paper's Fig. 1 and Fig. 6 (left).",
            (ModelConfig(depth=20, residual=False), ModelConfig(depth=56, residual=False))),
     Preset("fix", "The fix: ResNet-20 vs ResNet-56",
            "The same depths with shortcut connections. Now the 56-layer net trains about as well as the 20-layer one, "
@@ -37,22 +44,73 @@ PRESETS = (
 )
 
 
-def training_for(device_type: str) -> TrainConfig:
-    """The training settings presets use on this kind of device (every run of a preset gets the same ones)."""
-    if device_type == "cpu":
-        # ~124 steps. The paper's lr 0.1 is built for 64k iterations: at 0.1 a fresh ResNet-56 spikes (loss 2.7 → 17
-        # within 6 steps, even after 40 steps of warm-up at 0.01) and a run this short ends at chance — the paper saw
-        # the same start-up trouble at 110 layers. A one-cycle schedule peaking at 0.05 trains all four nets.
-        return TrainConfig(epochs=2, subset=8_000, lr=BRIEF_LR, schedule="onecycle", eval_images=250, eval_every=12)
-    # ~3,900 steps on all the data: the paper's recipe (step schedule, lr 0.1) with its ResNet-110 warm-up
-    # (lr 0.01 for about 400 iterations, until the training error is below 80%).
-    return TrainConfig(epochs=10, subset=None, schedule="step", warmup_steps=400)
+def preset_by_key(key: str) -> Preset:
+    from .errors import ConfigError
+    for p in PRESETS:
+        if p.key == key:
+            return p
+    raise ConfigError(f"No preset called {key!r}: choose one of {', '.join(p.key for p in PRESETS)}.")
 
 
-def preset_runs(preset: Preset, device_type: str, data_dir: str | None = None) -> list[RunConfig]:
-    train = training_for(device_type)
-    return [RunConfig(model=m, train=TrainConfig(**train.__dict__), data_dir=data_dir, name=f"{m.name} · {preset.key}")
+def recipe_for_steps(steps: int, base: TrainConfig | None = None) -> TrainConfig:
+    """The training recipe for a run of `steps` steps (every run of a preset gets the same one).
+
+    Brief runs: a one-cycle schedule peaking at lr 0.05. At the paper's lr 0.1 a fresh ResNet-56 spikes (loss
+    2.7 → 17 within 6 steps, even after 40 warm-up steps at 0.01) and a run of a few hundred steps ends at chance —
+    the start-up trouble the paper reports for ResNet-110. Long runs: the paper's step schedule from lr 0.1 with its
+    ResNet-110 warm-up (lr 0.01 for the first 400 iterations)."""
+    base = base or TrainConfig()
+    if steps < BRIEF_RUN_STEPS:
+        return replace(base, lr=BRIEF_LR, schedule="onecycle", warmup_steps=0, batch_size=BRIEF_BATCH,
+                       eval_images=500, eval_every=0, max_steps=steps)
+    return replace(base, lr=0.1, schedule="step", warmup_steps=PAPER_WARMUP_STEPS, max_steps=steps, eval_every=0)
+
+
+def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: TrainConfig | None = None
+                ) -> list[RunConfig]:
+    """The preset's runs, each trained with the recipe for `steps` steps on all the training images."""
+    train = recipe_for_steps(steps, base)
+    train = replace(train, epochs=steps * train.batch_size / 50_000, subset=None)
+    return [RunConfig(model=m, train=replace(train), data_dir=data_dir, name=f"{m.name} · {preset.key}")
             for m in preset.models]
+
+
+def plan_preset(preset: Preset, minutes: float, device, data_dir: str | None = None,
+                base: TrainConfig | None = None, refresh: bool = False):
+    """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device`, recipe included."""
+    from .budget import plan_runs
+    probe = preset_runs(preset, 100, data_dir, base)  # the recipe's batch size and evaluations decide the speed
+    plan = plan_runs(probe, minutes, device, refresh=refresh)
+    configs = preset_runs(preset, plan.steps, data_dir, base)
+    for planned, config in zip(plan.runs, configs):
+        planned.config = replace(config, train=replace(config.train, precision=planned.speed.precision))
+    return plan
+
+
+def brief_run_rule(epochs: float, subset: int | None, batch_size: int, max_steps: int | None = None,
+                   schedule: str | None = None, lr: float | None = None, train_images: int = 50_000
+                   ) -> tuple[str, float, str | None]:
+    """The schedule and peak lr of a custom run where the user chose neither — the CLI's and the Train page's rule:
+    the paper's step schedule at lr 0.1, unless the run is brief (under BRIEF_RUN_STEPS steps); then one-cycle to
+    lr 0.05, because at lr 0.1 a fresh ResNet-56 spikes and a run of a few hundred steps ends at chance.
+    Returns (schedule, lr, a sentence saying what was chosen and why, or None when the user chose both)."""
+    images = min(subset or train_images, train_images)
+    steps = max(1, int(epochs * (images // max(1, batch_size))))
+    if max_steps:
+        steps = min(steps, max_steps)
+    brief = steps < BRIEF_RUN_STEPS
+    chosen_schedule = schedule or ("onecycle" if brief else "step")
+    chosen_lr = lr if lr is not None else BRIEF_LR if brief and chosen_schedule != "step" else TrainConfig().lr
+    if schedule is not None and lr is not None:
+        return chosen_schedule, chosen_lr, None
+    if brief and schedule is None and lr is None:
+        note = (f"a brief run (~{steps:,} steps): one-cycle schedule peaking at lr {chosen_lr:g}. The paper's lr 0.1 "
+                f"step schedule is built for 64k steps; in a brief run it makes a fresh ResNet-56 collapse. "
+                f"Schedule step with lr 0.1 gives the paper's recipe.")
+    else:
+        note = (f"~{steps:,} steps: {chosen_schedule} schedule at lr {chosen_lr:g}"
+                + (" (the paper's recipe)." if chosen_schedule == "step" and chosen_lr == 0.1 else "."))
+    return chosen_schedule, chosen_lr, note
 
 
 def describe_training(train: TrainConfig) -> str:
@@ -63,4 +121,5 @@ def describe_training(train: TrainConfig) -> str:
                 "step": f"the paper's step schedule from lr {train.lr:g}"}[train.schedule]
     if train.warmup_steps:
         schedule += f" after {train.warmup_steps} warm-up steps at {train.lr / 10:g}"
-    return f"{train.epochs:g} epochs on {data}, {schedule}"
+    length = f"{train.max_steps:,} steps of {train.batch_size}" if train.max_steps else f"{train.epochs:g} epochs"
+    return f"{length} on {data}, {schedule}"

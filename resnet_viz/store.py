@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -27,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .errors import RunStoreError
+from .errors import ResnetVizError, RunStoreError
+from .run_checks import STATUSES, check_meta, check_metrics, check_status, names_from_metadata
 
-STATUSES = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-STALE_HEARTBEAT_S = 30 * 60  # a "running" run silent this long is taken as dead even if its pid looks alive
+HEARTBEAT_S = 10.0  # a running writer rewrites status.json this often, however long its steps take
+HEARTBEAT_STALE_S = 60.0  # a "running" run whose heartbeat is this old is taken as dead
+STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats (status.json without one)
 PER_STEP_KEYS = ("loss", "batch_error", "lr")
 PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
 
@@ -93,9 +96,32 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError, ValueError):
         return False
     return True
+
+
+def strict_json(obj, **kwargs) -> str:
+    """JSON that strict parsers accept: NaN and ±inf become null (Python's json would write the bare word NaN)."""
+    return json.dumps(_finite_or_none(obj), allow_nan=False, default=_json_default, **kwargs)
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "f":
+            cells = obj.astype(object)
+            cells[~np.isfinite(obj)] = None
+            return cells.tolist()
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return _finite_or_none(obj.item())
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
 
 
 @dataclass
@@ -133,11 +159,13 @@ class Run:
         try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
-                self._metrics = {k: f.get_tensor(k) for k in f.keys()}
-            self._layer_names = json.loads(meta.get("layer_names", "[]"))
-            self._branch_names = json.loads(meta.get("branch_names", "[]"))
+                metrics = {k: f.get_tensor(k) for k in f.keys()}
+            layer_names = names_from_metadata(meta, "layer_names")
+            branch_names = names_from_metadata(meta, "branch_names")
+            check_metrics(metrics, layer_names, branch_names)
         except Exception as e:  # a torn or foreign file: report, don't crash a listing
             raise RunStoreError(f"Run {self.id}: its metrics file cannot be read ({e}).") from e
+        self._metrics, self._layer_names, self._branch_names = metrics, layer_names, branch_names
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
@@ -197,17 +225,51 @@ class Run:
 
 
 class RunWriter:
-    """The one writer of a run directory (the trainer holds it)."""
+    """The one writer of a run directory (the trainer holds it).
+
+    While the run is "running", a background thread rewrites status.json every HEARTBEAT_S seconds with a fresh
+    `heartbeat` time, so a reader on another host can tell a slow run from a dead one."""
 
     def __init__(self, path: Path, run_id: str):
         self.path, self.id = path, run_id
         self._status: dict = {}
+        self._lock = threading.Lock()  # the trainer and the heartbeat thread both write status.json
+        self._beating: threading.Event | None = None  # set = stop the heartbeat thread
 
     def set_status(self, status: str, **extra) -> None:
         assert status in STATUSES, status
-        self._status.update(extra)
-        self._status.update(status=status, pid=os.getpid(), host=socket.gethostname(), updated=time.time())
-        atomic_write_json(self.path / "status.json", self._status)
+        with self._lock:
+            self._status.update(extra)
+            now = time.time()
+            self._status.update(status=status, pid=os.getpid(), host=socket.gethostname(), updated=now,
+                                heartbeat=now)
+            atomic_write_json(self.path / "status.json", self._status)
+        if status == "running":
+            self._start_heartbeat()
+        else:
+            self._stop_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        if self._beating is not None:
+            return
+        self._beating = threading.Event()
+        threading.Thread(target=self._beat, args=(self._beating,), name=f"heartbeat-{self.id}", daemon=True).start()
+
+    def _stop_heartbeat(self) -> None:
+        if self._beating is not None:
+            self._beating.set()
+            self._beating = None
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with self._lock:
+                if stop.is_set() or self._status.get("status") != "running":
+                    return
+                self._status["heartbeat"] = time.time()
+                try:
+                    atomic_write_json(self.path / "status.json", self._status)
+                except OSError:  # the run was deleted or its disk went away: nothing left to keep alive
+                    return
 
     def heartbeat(self, **extra) -> None:
         self.set_status(self._status.get("status", "running"), **extra)
@@ -234,17 +296,35 @@ class RunStore:
         self.root = Path(root).expanduser() if root else default_runs_dir()
 
     # -- creating -------------------------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise RunStoreError unless runs can be saved here (the folder is created if missing). Called before
+        anything slow, so a typo in --runs costs a second, not a data load and a failed run."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RunStoreError(f"The run store {self.root} is a file, not a folder. Point --runs (or the app's run "
+                                f"store folder) at a folder.")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".write-test-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise RunStoreError(f"Runs cannot be saved in {self.root}: {e.strerror or e}. Choose a folder you can "
+                                f"write to.") from e
+
     def create(self, config: RunConfig) -> RunWriter:
-        self.root.mkdir(parents=True, exist_ok=True)
         name = sanitize_name(config.name, fallback=config.model.name)
         config.name = name
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(name)}-{uuid.uuid4().hex[:6]}"
         path = self.root / run_id
-        path.mkdir()
-        atomic_write_json(path / "config.json",
-                          {"id": run_id, "name": name, "created": time.time(), "config": config.to_dict()})
-        writer = RunWriter(path, run_id)
-        writer.set_status("running", step=0, started=time.time())
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+            atomic_write_json(path / "config.json",
+                              {"id": run_id, "name": name, "created": time.time(), "config": config.to_dict()})
+            writer = RunWriter(path, run_id)
+            writer.set_status("running", step=0, started=time.time())
+        except OSError as e:
+            raise RunStoreError(f"Cannot save a run in {self.root}: {e.strerror or e}.") from e
         return writer
 
     # -- reading --------------------------------------------------------------------------------------------------
@@ -257,30 +337,37 @@ class RunStore:
         return path
 
     def _read(self, path: Path) -> Run:
+        """Every field is checked (run_checks) before anything uses it: a run with a bad one is a RunStoreError."""
         try:
             meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            config = RunConfig.from_dict(meta["config"])
+            check_meta(meta)
+            config = RunConfig.from_dict(meta["config"]).validate()
             status = json.loads((path / "status.json").read_text(encoding="utf-8"))
-            if status.get("status") not in STATUSES:
-                raise ValueError(f"unknown status {status.get('status')!r}")
+            check_status(status)
+            created = float(meta["created"]) if "created" in meta else path.stat().st_mtime
         except FileNotFoundError as e:
             raise RunStoreError(f"{path.name}: not a run directory (no {Path(e.filename).name}).") from e
-        except (ValueError, KeyError, TypeError, OSError) as e:
+        except (ValueError, KeyError, TypeError, OSError, RecursionError, ResnetVizError) as e:
             raise RunStoreError(f"{path.name}: its config or status cannot be read ({e}).") from e
         if status["status"] == "running" and self._writer_is_dead(status):
             status = dict(status, status="interrupted",
                           message="The process training this run stopped before it finished; the metrics up to "
                                   "its last save are kept.")
-        return Run(id=meta.get("id", path.name), path=path, name=meta.get("name", path.name), config=config,
-                   status=status, created=float(meta.get("created", path.stat().st_mtime)))
+        # The folder's name is the run's identity (get/delete/export use it); an id inside a copied folder is not.
+        return Run(id=path.name, path=path, name=sanitize_name(meta.get("name"), fallback=path.name), config=config,
+                   status=status, created=created)
 
     @staticmethod
     def _writer_is_dead(status: dict) -> bool:
-        if time.time() - float(status.get("updated", 0)) > STALE_HEARTBEAT_S:
+        """A "running" run whose writer is gone: its pid is dead (same host), or its heartbeat stopped."""
+        if status.get("host") == socket.gethostname() and status.get("pid") is not None \
+                and not _pid_alive(status["pid"]):
             return True
-        if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
-            return not _pid_alive(status["pid"])
-        return False
+        # A live writer beats every HEARTBEAT_S whatever it is doing; a silent one on this host is a recycled pid
+        # or a hung process, on another host a dead one. Runs written before heartbeats get the old, long timeout.
+        if status.get("heartbeat") is not None:
+            return time.time() - status["heartbeat"] > HEARTBEAT_STALE_S
+        return time.time() - float(status.get("updated") or 0) > STALE_HEARTBEAT_S
 
     def get(self, run_id: str) -> Run:
         path = self._path(run_id)
@@ -290,16 +377,23 @@ class RunStore:
 
     def list(self) -> list[Run]:
         """Every readable run, oldest first. Corrupt or foreign directories are skipped with a warning."""
-        if not self.root.is_dir():
+        if not self.root.exists():
             return []
+        if not self.root.is_dir():
+            raise RunStoreError(f"The run store {self.root} is a file, not a folder.")
+        try:
+            paths = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as e:
+            raise RunStoreError(f"The run store {self.root} cannot be read: {e.strerror or e}.") from e
         runs = []
-        for path in sorted(self.root.iterdir()):
-            if not path.is_dir() or path.name.startswith("."):
-                continue
+        for path in paths:
             try:
                 runs.append(self._read(path))
             except RunStoreError as e:
                 warnings.warn(f"Skipping {path}: {e}", stacklevel=2)
+            except Exception as e:  # whatever a foreign folder holds, it must not hide the other runs
+                warnings.warn(f"Skipping {path}: it cannot be read as a run ({type(e).__name__}: {e}).",
+                              stacklevel=2)
         return sorted(runs, key=lambda r: (r.created, r.id))
 
     def load_model(self, run_id: str, device="cpu"):
@@ -332,9 +426,8 @@ class RunStore:
     def export(self, run_id: str, fmt: str = "csv") -> str:
         run = self.get(run_id)
         if fmt == "json":
-            return json.dumps({"summary": run.summary(), "layer_names": run.layer_names,
-                               "metrics": {k: v.tolist() for k, v in run.metrics.items()}},
-                              default=_json_default, allow_nan=True)
+            return strict_json({"summary": run.summary(), "layer_names": run.layer_names,
+                                "branch_names": run.branch_names, "metrics": run.metrics})
         if fmt != "csv":
             raise RunStoreError(f"Unknown export format {fmt!r}: choose csv or json.")
         return metrics_to_csv(run.metrics, run.layer_names, run.branch_names)

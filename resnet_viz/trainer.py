@@ -2,7 +2,8 @@
 
 The hot loop follows airbench: the (subset of the) training set lives on the training device as uint8, augmentation
 and normalisation are batched tensor ops there, and per-step numbers (loss, batch error, gradient norms) are written
-into small device buffers that are copied to the host in bulk at each flush — no `.item()` per step.
+into small device buffers (`metric_log.DeviceMetricLog`) that are copied to the host in bulk at each flush — no
+`.item()` per step. Evaluation (`evaluate`) costs one host sync.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 from contextlib import nullcontext
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,17 +20,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .analysis import branch_ratio_names, branch_ratio_probe
+from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
-from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset
+from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
-from .models import build_model, check_fits, weight_layers
+from .metric_log import DeviceMetricLog, MetricArrays
+from .models import available_memory, build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
+from .budget import Speed, record_observed, resolve_precision
+from .threads import ThreadGovernor
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
+PACE_WINDOW_S = 30.0  # the ETA follows the pace of about the last half minute: it notices a busier machine
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
+MAX_RECORD_BYTES = 4 * 2**30  # host memory for the recorded metrics (also bounded by half the free memory)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -73,6 +80,61 @@ def lr_at(step: int, total: int, cfg) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (progress - 0.25) / 0.75))
 
 
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def evaluate(model: torch.nn.Module, eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 500,
+             channels_last: bool = False) -> dict[str, float]:
+    """Mean cross-entropy and error rate of the model in eval mode on each named set of (uint8 images, labels), both
+    on the model's device: {"<name>_loss": …, "<name>_error": …}. Always in fp32, whatever precision training
+    uses, so runs compare; channels_last if asked. Sums stay on the device, so all sets together cost one host sync.
+    The model's train/eval mode is restored afterwards."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        with torch.no_grad():
+            for x_all, y_all in eval_sets.values():
+                loss_sum = torch.zeros((), device=device)
+                wrong = torch.zeros((), device=device)
+                for i in range(0, len(y_all), batch_size):
+                    x = normalize(x_all[i:i + batch_size])
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    logits = model(x).float()
+                    y = y_all[i:i + batch_size]
+                    loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                    wrong += (logits.argmax(1) != y).sum()
+                results.append(torch.stack([loss_sum, wrong]) / len(y_all))
+        values = iter(torch.cat(results).cpu().tolist())  # the one host sync
+    finally:
+        model.train(was_training)
+    return {f"{name}_{what}": next(values) for name in eval_sets for what in ("loss", "error")}
+
+
+@dataclass
+class StepPlan:
+    """How a run's steps are laid out."""
+    batch: int
+    steps_per_epoch: int
+    total: int
+    eval_every: int
+
+    @classmethod
+    def for_run(cls, n_train: int, tc) -> "StepPlan":
+        batch = min(tc.batch_size, n_train)
+        steps_per_epoch = max(1, n_train // batch)  # drop the ragged last batch: BN sees equal batches
+        total = max(1, round(tc.epochs * steps_per_epoch))
+        if tc.max_steps:
+            total = min(total, tc.max_steps)
+        return cls(batch, steps_per_epoch, total, eval_every=tc.eval_every or max(1, total // 12))
+
+
 @dataclass
 class Progress:
     run_id: str
@@ -94,11 +156,16 @@ class Progress:
     def fraction(self) -> float:
         return self.step / max(1, self.total_steps)
 
+    seconds_per_step: float | None = None  # the recent pace, evaluations excluded
+    evals_left: int = 0
+    seconds_per_eval: float = 0.0
+
     @property
     def eta_seconds(self) -> float | None:
-        if self.step == 0:
+        """Time left: the steps left at the recent pace, plus the evaluations left at their measured cost."""
+        if self.seconds_per_step is None:
             return None
-        return self.elapsed / self.step * (self.total_steps - self.step)
+        return (self.total_steps - self.step) * self.seconds_per_step + self.evals_left * self.seconds_per_eval
 
 
 @dataclass
@@ -113,42 +180,30 @@ class TrainResult:
     model: torch.nn.Module | None = field(default=None, repr=False)
 
 
-class _Metrics:
-    """Host-side arrays, filled from device buffers at each flush."""
+def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
+                         n_blocks: int = 0, probe_every: int = 0) -> int:
+    """Raise ConfigError when the metric arrays of a run (allocated up front, for every step) would not fit in host
+    memory: a typed `--epochs 10000 --batch-size 1` should be a sentence, not an out-of-memory kill."""
+    n_grad = -(-total_steps // grad_every) if record_grads else 0
+    n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
+    need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
+    free = available_memory(torch.device("cpu"))
+    limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
+    if need > limit:
+        raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
+                          f"metrics alone (the limit here is {limit / 2**30:.1f} GiB). Train fewer steps (fewer "
+                          f"epochs, a larger batch, max_steps) or record gradient norms less often.")
+    return need
 
-    def __init__(self, total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
-                 n_blocks: int = 0, probe_every: int = 0):
-        self.loss = np.full(total_steps, np.nan, np.float32)
-        self.batch_error = np.full(total_steps, np.nan, np.float32)
-        self.lr = np.zeros(total_steps, np.float32)
-        n_grad = -(-total_steps // grad_every) if record_grads else 0
-        self.grad_norm_step = np.arange(n_grad, dtype=np.int64) * grad_every
-        self.grad_norms = np.full((n_grad, n_layers), np.nan, np.float32)
-        n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
-        self.branch_ratio_step = np.arange(n_probe, dtype=np.int64) * max(1, probe_every)
-        self.branch_ratios = np.full((n_probe, n_blocks), np.nan, np.float32)
-        self.evals: dict[str, list] = {k: [] for k in
-                                       ("eval_step", "train_loss", "train_error", "test_loss", "test_error",
-                                        "eval_time")}
 
-    def as_dict(self, steps_done: int) -> dict[str, np.ndarray]:
-        n_grad = int(np.searchsorted(self.grad_norm_step, steps_done))
-        out = {
-            "step": np.arange(steps_done, dtype=np.int64),
-            "loss": self.loss[:steps_done],
-            "batch_error": self.batch_error[:steps_done],
-            "lr": self.lr[:steps_done],
-            "grad_norm_step": self.grad_norm_step[:n_grad],
-            "grad_norms": self.grad_norms[:n_grad],
-        }
-        if len(self.branch_ratio_step):
-            n_probe = int(np.searchsorted(self.branch_ratio_step, steps_done))
-            out["branch_ratio_step"] = self.branch_ratio_step[:n_probe]
-            out["branch_ratios"] = self.branch_ratios[:n_probe]
-        out["eval_step"] = np.asarray(self.evals["eval_step"], np.int64)
-        for k in ("train_loss", "train_error", "test_loss", "test_error", "eval_time"):
-            out[k] = np.asarray(self.evals[k], np.float32)
-        return out
+def eval_divergence(evals: dict[str, list], step: int) -> str | None:
+    """The message for a latest evaluation whose loss is NaN or infinite, else None. The batch losses can stay
+    finite while the weights (or batch norm's running statistics) have blown up: that run diverged too."""
+    for key, what in (("train_loss", "training"), ("test_loss", "test")):
+        if evals[key] and not math.isfinite(evals[key][-1]):
+            return (f"The {what} loss became {evals[key][-1]} at the evaluation after step {step}, although the batch "
+                    f"losses were finite: training diverged. Try a lower learning rate or a warm-up.")
+    return None
 
 
 class Trainer:
@@ -156,13 +211,20 @@ class Trainer:
 
     def __init__(self, config: RunConfig, data: Cifar10Tensors | None = None, store: RunStore | None = None,
                  on_progress: Callable[[Progress], None] | None = None, stop_event: threading.Event | None = None,
-                 save: bool = True):
+                 save: bool = True, reserve_cores: int = 0):
         self.config = config.validate()
         self.data = data
         self.store = store if store is not None else (RunStore() if save else None)
         self.on_progress = on_progress
         self.stop_event = stop_event or threading.Event()
         self.writer: RunWriter | None = None
+        self.reserve_cores = reserve_cores  # CPU cores left free, e.g. for the app's server to render pages
+        # The run's state, set up by _train for its helpers _evaluate, _report and _save:
+        self._run_id, self._device, self._started, self._eval_seconds = "unsaved", None, 0.0, 0.0
+        self._plan: StepPlan | None = None
+        self._metrics: MetricArrays | None = None
+        self._layer_names: list[str] = []
+        self._branch_names: list[str] = []
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -189,23 +251,29 @@ class Trainer:
             raise
 
     def _prepare_data(self, device: torch.device):
+        """The training images and labels on the device, and the two fixed evaluation sets {"train", "test"}."""
         tc = self.config.train
         data = self.data if self.data is not None else load_cifar10(self.config.data_dir)
+        if (note := subset_note(tc.subset, len(data.train_labels))) is not None:
+            warnings.warn(note, stacklevel=3)
         train_idx = (stratified_subset(data.train_labels, tc.subset, seed=tc.seed) if tc.subset
                      else torch.arange(len(data.train_labels)))
         eval_train_idx = stratified_subset(data.train_labels[train_idx], tc.eval_images, seed=EVAL_SUBSET_SEED)
         eval_test_idx = stratified_subset(data.test_labels, tc.eval_images, seed=EVAL_SUBSET_SEED)
         train_x = data.train_images[train_idx].to(device)
         train_y = data.train_labels[train_idx].to(device)
-        return (train_x, train_y,
-                (train_x[eval_train_idx.to(device)], train_y[eval_train_idx.to(device)]),
-                (data.test_images[eval_test_idx].to(device), data.test_labels[eval_test_idx].to(device)))
+        return train_x, train_y, {
+            "train": (train_x[eval_train_idx.to(device)], train_y[eval_train_idx.to(device)]),
+            "test": (data.test_images[eval_test_idx].to(device), data.test_labels[eval_test_idx].to(device)),
+        }
 
     def _train(self, device: torch.device, run_id: str) -> TrainResult:
         cfg, tc = self.config, self.config.train
-        started = time.perf_counter()
-        if device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+        self._run_id, self._device = run_id, device
+        self._started = time.perf_counter()
+        self._eval_seconds = 0.0
+        governor = ThreadGovernor(self.reserve_cores, fixed=tc.threads or None) if device.type == "cpu" else None
+        self._threads_used = {governor.start()} if governor else set()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(tc.seed)
@@ -214,180 +282,169 @@ class Trainer:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         named = weight_layers(model)
-        names = [n for n, _ in named]
+        self._layer_names = [n for n, _ in named]
         weights = [m.weight for _, m in named]
 
-        train_x, train_y, eval_train, eval_test = self._prepare_data(device)
-        n_train = len(train_y)
-        batch = min(tc.batch_size, n_train)
-        steps_per_epoch = max(1, n_train // batch)  # drop the ragged last batch: BN sees equal batches
-        total = max(1, round(tc.epochs * steps_per_epoch))
-        if tc.max_steps:
-            total = min(total, tc.max_steps)
-        eval_every = tc.eval_every or max(1, total // 12)
-
+        train_x, train_y, eval_sets = self._prepare_data(device)
+        plan = self._plan = StepPlan.for_run(len(train_y), tc)
+        self._precision = precision = resolve_precision(tc.precision, cfg.model, plan.batch, device)
+        self._pace_marks: list[tuple[int, float]] = []  # (step, training seconds): the recent pace, for the ETA
         optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                     weight_decay=tc.weight_decay)
         generator = torch.Generator(device=device).manual_seed(tc.seed)
-        def autocast():  # bf16 on CUDA (Hopper/Ampere tensor cores); fp32 elsewhere
-            return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
         # ‖F(x)‖/‖shortcut(x)‖ per residual block over training: how much each block changes its input as it learns
-        branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
-        probe_images = eval_test[0][:BRANCH_PROBE_IMAGES]
-        probe_buf: list[torch.Tensor] = []  # device tensors, copied to the host at each flush
-        probe_flushed = 0
-        host = _Metrics(total, len(names), tc.grad_norm_every, tc.record_grad_norms, len(branch_names),
-                        tc.branch_ratio_every)
-        window = tc.flush_every
-        loss_buf = torch.zeros(window, device=device)
-        err_buf = torch.zeros(window, device=device)
-        grad_buf = torch.zeros(window, len(names), device=device)
-        flushed_to = 0  # steps [0, flushed_to) are on the host
-        last_flush_time = last_save_time = time.perf_counter()
+        self._branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
+        probe_images = eval_sets["test"][0][:BRANCH_PROBE_IMAGES]
+        check_recording_fits(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
+                             len(self._branch_names), tc.branch_ratio_every)
+        metrics = self._metrics = MetricArrays(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
+                                               len(self._branch_names), tc.branch_ratio_every)
+        log = DeviceMetricLog(metrics, tc.flush_every, len(weights), device, tc.grad_norm_every,
+                              tc.record_grad_norms, FLUSH_SECONDS)
+        last_save_time = time.perf_counter()
         status, diverged_step, message = "finished", None, None
-        eval_seconds = 0.0
-
-        def flush(upto: int) -> int | None:
-            """Copy steps [flushed_to, upto) to the host in bulk; return the first non-finite step, if any."""
-            nonlocal flushed_to, probe_flushed
-            if probe_buf:
-                rows = torch.stack(probe_buf).cpu().numpy()
-                host.branch_ratios[probe_flushed:probe_flushed + len(rows)] = rows
-                probe_flushed += len(rows)
-                probe_buf.clear()
-            k = upto - flushed_to
-            if k <= 0:
-                return None
-            host.loss[flushed_to:upto] = loss_buf[:k].cpu().numpy()
-            host.batch_error[flushed_to:upto] = err_buf[:k].cpu().numpy()
-            if tc.record_grad_norms:
-                rows = [s for s in range(flushed_to, upto) if s % tc.grad_norm_every == 0]
-                if rows:
-                    block = grad_buf[: k].cpu().numpy()
-                    host.grad_norms[rows[0] // tc.grad_norm_every: rows[-1] // tc.grad_norm_every + 1] = \
-                        block[[s - flushed_to for s in rows]]
-            bad = np.flatnonzero(~np.isfinite(host.loss[flushed_to:upto]))
-            first_bad = flushed_to + int(bad[0]) if len(bad) else None
-            flushed_to = upto
-            return first_bad
-
-        def evaluate(step: int) -> None:
-            nonlocal eval_seconds
-            t0 = time.perf_counter()
-            model.eval()
-            results = []
-            with torch.no_grad(), autocast():
-                for x_all, y_all in (eval_train, eval_test):
-                    loss_sum = torch.zeros((), device=device)
-                    wrong = torch.zeros((), device=device)
-                    for i in range(0, len(y_all), 500):
-                        x = normalize(x_all[i:i + 500])
-                        if channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        logits = model(x).float()
-                        loss_sum += F.cross_entropy(logits, y_all[i:i + 500], reduction="sum")
-                        wrong += (logits.argmax(1) != y_all[i:i + 500]).sum()
-                    results.append(torch.stack([loss_sum, wrong]) / len(y_all))
-            values = torch.cat(results).cpu().tolist()  # one host sync per evaluation
-            model.train()
-            eval_seconds += time.perf_counter() - t0
-            for key, value in zip(("train_loss", "train_error", "test_loss", "test_error"), values):
-                host.evals[key].append(value)
-            host.evals["eval_step"].append(step)
-            host.evals["eval_time"].append(time.perf_counter() - started)
-
-        def report(step: int, state: str = "running") -> None:
-            elapsed = time.perf_counter() - started
-            recent = host.loss[max(0, step - window):step]
-            progress = Progress(
-                run_id=run_id, label=cfg.model.name, step=step, total_steps=total, epoch=step / steps_per_epoch,
-                loss=float(np.nanmean(recent)) if len(recent) and np.isfinite(recent).any() else float("nan"),
-                lr=float(host.lr[max(0, step - 1)]), elapsed=elapsed,
-                images_per_second=step * batch / max(1e-9, elapsed - eval_seconds), status=state,
-                test_error=host.evals["test_error"][-1] if host.evals["test_error"] else None,
-                train_error=host.evals["train_error"][-1] if host.evals["train_error"] else None,
-                metrics=host.as_dict(step), layer_names=names)
-            if self.on_progress is not None:
-                self.on_progress(progress)
-
-        def save(step: int, state: str, **extra) -> None:
-            if self.writer is None:
-                return
-            self.writer.write_metrics(host.as_dict(step), names, branch_names)
-            self.writer.set_status(state, step=step, total_steps=total, device=describe_device(device),
-                                   seconds=time.perf_counter() - started, **extra)
 
         if self.writer is not None:
-            self.writer.set_status("running", step=0, total_steps=total, device=describe_device(device),
-                                   layer_names=len(names))
+            self.writer.set_status("running", step=0, total_steps=plan.total, device=describe_device(device),
+                                   layer_names=len(weights), **self._compute_fields())
         model.train()
-        evaluate(0)
+        self._evaluate(model, eval_sets, 0, channels_last)
+        self._loop_start = time.perf_counter() - self._started - self._eval_seconds  # training seconds before step 0
+        self._pace_marks.append((0, self._loop_start))
         step = 0
-        while step < total:
-            perm = torch.randperm(n_train, device=device, generator=generator)
-            for i in range(steps_per_epoch):
-                if step >= total:
+        while step < plan.total and status == "finished":
+            perm = torch.randperm(len(train_y), device=device, generator=generator)
+            for i in range(plan.steps_per_epoch):
+                if step >= plan.total:
                     break
                 if self.stop_event.is_set():
-                    status, message = "stopped", f"Stopped by request at step {step} of {total}."
+                    status, message = "stopped", f"Stopped by request at step {step} of {plan.total}."
                     break
-                lr = lr_at(step, total, tc)
+                lr = lr_at(step, plan.total, tc)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                host.lr[step] = lr
-                if branch_names and step % tc.branch_ratio_every == 0:
-                    probe_buf.append(branch_ratio_probe(model, probe_images))  # eval mode inside, restored after
-                idx = perm[i * batch:(i + 1) * batch]
+                metrics.lr[step] = lr
+                if self._branch_names and step % tc.branch_ratio_every == 0:
+                    log.record_branch_ratios(branch_ratio_probe(model, probe_images))  # eval mode inside, restored
+                idx = perm[i * plan.batch:(i + 1) * plan.batch]
                 x = normalize(augment_batch(train_x[idx], generator))
                 y = train_y[idx]
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast():
+                with autocast_for(device, precision):
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                slot = step - flushed_to
-                if tc.record_grad_norms and step % tc.grad_norm_every == 0:
-                    # One fused kernel for all layers; the norms stay on the device until the next flush.
-                    grad_buf[slot] = torch.stack(torch._foreach_norm([w.grad for w in weights]))
-                loss_buf[slot] = loss.detach()
-                err_buf[slot] = (logits.detach().argmax(1) != y).float().mean()
+                log.record_step(step, loss, (logits.detach().argmax(1) != y).float().mean(),
+                                [w.grad for w in weights] if log.wants_grad_norms(step) else None)
                 optimizer.step()
                 step += 1
+                if governor is not None:
+                    self._threads_used.add(governor.maybe_adjust())
 
                 now = time.perf_counter()
-                if step - flushed_to == window or now - last_flush_time > FLUSH_SECONDS or step == total:
-                    bad = flush(step)
-                    last_flush_time = now
+                if log.flush_due(step, now) or step == plan.total:
+                    bad = log.flush(step, now)
                     if bad is not None:
                         status, diverged_step = "diverged", bad
-                        message = (f"The loss became {host.loss[bad]} at step {bad}: training diverged. Try a "
+                        message = (f"The loss became {metrics.loss[bad]} at step {bad}: training diverged. Try a "
                                    f"lower learning rate or a warm-up.")
                         break
-                    report(step)
-                if step % eval_every == 0 or step == total:
-                    evaluate(step)
-                    report(step)
+                    self._report(step)
+                if step % plan.eval_every == 0 or step == plan.total:
+                    self._evaluate(model, eval_sets, step, channels_last)
+                    if (message := eval_divergence(metrics.evals, step)) is not None:
+                        status, diverged_step = "diverged", step - 1
+                        break
+                    self._report(step)
                 if now - last_save_time > SAVE_SECONDS:
-                    save(step, "running")
+                    self._save(step, "running")
                     last_save_time = now
-            if status != "finished":
-                break
 
-        flush(step)
-        if status == "stopped" and (not host.evals["eval_step"] or host.evals["eval_step"][-1] != step):
-            evaluate(step)
+        log.flush(step)
+        if status == "stopped" and (not metrics.evals["eval_step"] or metrics.evals["eval_step"][-1] != step):
+            self._evaluate(model, eval_sets, step, channels_last)
+            if (divergence := eval_divergence(metrics.evals, step)) is not None:
+                status, diverged_step, message = "diverged", max(0, step - 1), divergence
         steps_done = diverged_step + 1 if diverged_step is not None else step
+        if status == "finished":
+            self._record_pace(steps_done, plan.batch, len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
         if self.writer is not None and status in ("finished", "stopped"):
             self.writer.write_checkpoint(model)
-        save(steps_done, status, message=message, diverged_step=diverged_step,
-             finished=time.time(), images_per_second=steps_done * batch / max(1e-9, time.perf_counter() - started))
-        report(steps_done, status)
-        return TrainResult(run_id=run_id, status=status, steps=steps_done, metrics=host.as_dict(steps_done),
-                           layer_names=names, seconds=time.perf_counter() - started, diverged_step=diverged_step,
-                           model=model)
+        self._save(steps_done, status, message=message, diverged_step=diverged_step, finished=time.time(),
+                   images_per_second=steps_done * plan.batch / max(1e-9, time.perf_counter() - self._started))
+        self._report(steps_done, status)
+        return TrainResult(run_id=run_id, status=status, steps=steps_done, metrics=metrics.as_dict(steps_done),
+                           layer_names=self._layer_names, seconds=time.perf_counter() - self._started,
+                           diverged_step=diverged_step, model=model)
+
+    # ---------------------------------------------------- helpers of _train, sharing the run's state it set up ----
+    def _evaluate(self, model: torch.nn.Module, eval_sets: dict, step: int, channels_last: bool) -> None:
+        t0 = time.perf_counter()
+        values = evaluate(model, eval_sets, channels_last=channels_last)
+        self._eval_seconds += time.perf_counter() - t0
+        self._metrics.add_evaluation(step, values, elapsed=time.perf_counter() - self._started)
+
+    def _record_pace(self, steps: int, batch: int, images_per_eval: int) -> None:
+        """Teach the time-budget planner this run's real pace (see budget.record_observed)."""
+        if steps < 20 or len(self._threads_used) > 1 or self._device.type not in ("cpu", "cuda"):
+            return
+        training = time.perf_counter() - self._started - self._eval_seconds - self._loop_start
+        n_evals = len(self._metrics.evals["eval_step"])
+        speed = Speed(step_seconds=training / steps,
+                      eval_image_seconds=self._eval_seconds / max(1, n_evals * images_per_eval),
+                      precision=self._precision, threads=next(iter(self._threads_used), 0))
+        try:
+            record_observed(self.config.model, batch, self._device, speed)
+        except Exception:  # the cache is a convenience: never fail a finished run over it
+            pass
+
+    def _compute_fields(self) -> dict:
+        """What the run's status records of how it used the machine."""
+        threads = sorted(self._threads_used)
+        return {"precision": self._precision, **({"threads": threads[-1] if len(threads) == 1 else threads}
+                                                 if threads else {})}
+
+    def _pace(self, step: int, training_seconds: float) -> float | None:
+        """Seconds per step over roughly the last PACE_WINDOW_S of training (evaluations excluded)."""
+        marks = self._pace_marks
+        if not marks or marks[-1][0] != step:
+            marks.append((step, training_seconds))
+        while len(marks) > 2 and marks[-1][1] - marks[1][1] >= PACE_WINDOW_S:
+            marks.pop(0)
+        (s0, t0), (s1, t1) = marks[0], marks[-1]
+        if s1 <= s0:
+            return None
+        return (t1 - t0) / (s1 - s0)
+
+    def _report(self, step: int, state: str = "running") -> None:
+        if self.on_progress is None:
+            return
+        metrics, plan = self._metrics, self._plan
+        elapsed = time.perf_counter() - self._started
+        training_seconds = elapsed - self._eval_seconds
+        n_evals = len(metrics.evals["eval_step"])
+        evals_left = len([s for s in range(step + 1, plan.total + 1) if s % plan.eval_every == 0 or s == plan.total])
+        recent = metrics.loss[max(0, step - self.config.train.flush_every):step]
+        self.on_progress(Progress(
+            run_id=self._run_id, label=self.config.model.name, step=step, total_steps=plan.total,
+            epoch=step / plan.steps_per_epoch,
+            loss=float(np.nanmean(recent)) if len(recent) and np.isfinite(recent).any() else float("nan"),
+            lr=float(metrics.lr[max(0, step - 1)]), elapsed=elapsed,
+            images_per_second=step * plan.batch / max(1e-9, elapsed - self._eval_seconds), status=state,
+            test_error=metrics.last_evaluation("test_error"), train_error=metrics.last_evaluation("train_error"),
+            metrics=metrics.as_dict(step), layer_names=self._layer_names,
+            seconds_per_step=self._pace(step, training_seconds) if step > 0 else None, evals_left=evals_left,
+            seconds_per_eval=self._eval_seconds / max(1, n_evals)))
+
+    def _save(self, step: int, state: str, **extra) -> None:
+        if self.writer is None:
+            return
+        self.writer.write_metrics(self._metrics.as_dict(step), self._layer_names, self._branch_names)
+        self.writer.set_status(state, step=step, total_steps=self._plan.total, device=describe_device(self._device),
+                               seconds=time.perf_counter() - self._started, **self._compute_fields(), **extra)
 
 
 def train(config: RunConfig, **kwargs) -> TrainResult:

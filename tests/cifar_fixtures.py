@@ -87,7 +87,7 @@ def train_tiny_pair(root: Path, data_dir: Path, epochs: float) -> Path:
     store = RunStore(root)
     for residual in (False, True):
         cfg = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=residual),
-                        train=TrainConfig(epochs=epochs, batch_size=32, eval_images=20, device="cpu"),
+                        train=TrainConfig(epochs=epochs, batch_size=32, eval_images=20, device="cpu", precision="fp32"),
                         data_dir=str(data_dir))
         Trainer(cfg, store=store).run()
     return root

@@ -183,3 +183,25 @@ def test_presentation_mode_enlarges_the_charts():
     assert big["font"]["size"] > normal and big["meta"]["presentation"]
     at.sidebar.toggle(key="keep_presentation").set_value(False).run()
     assert json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"] == normal
+
+
+def test_home_with_unusable_folders_explains_instead_of_failing(tmp_path, monkeypatch, unwritable_dir):
+    """A run store that cannot be written (issue 9.5, from the app) and a data folder that cannot be read."""
+    import pathlib
+    unreadable = tmp_path / "data"
+    unreadable.mkdir()
+    original = pathlib.Path.iterdir
+
+    def iterdir(self):
+        if self == unreadable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+    monkeypatch.setenv("RESNET_VIZ_RUNS", str(unwritable_dir / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert any("cannot be read" in c.value for c in at.caption)
+    at.button(key="home_preset_degradation").click().run()
+    no_exception(at)
+    assert "Residual learning" in at.title[0].value  # stayed on Home, and said why
+    assert any("cannot be saved" in e.value for e in at.error)

@@ -111,6 +111,48 @@ def test_corrupt_run_directory_is_reported_not_raised(trained_store, data_dir, m
         assert any("could not be read" in w.value for w in at.sidebar.warning)
 
 
+def test_damaged_runs_hide_only_themselves_on_every_page(trained_store, data_dir, monkeypatch, tmp_path):
+    """Issue 9.2 and 9.3: valid JSON of the wrong shape, and a truncated metrics file, beside good runs."""
+    import json
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_store, runs)
+    good = [r.id for r in RunStore(runs).list()]
+    for name, damage in (("config-null", lambda c, s: c.update(config=None)),
+                         ("status-list", lambda c, s: s.update(status=["finished"])),
+                         ("created-text", lambda c, s: c.update(created="yesterday")),
+                         ("huge-pid", lambda c, s: s.update(status="running", pid=2**70)),
+                         ("width-x", lambda c, s: c["config"]["model"].update(width="x")),
+                         ("step-many", lambda c, s: s.update(step="many"))):
+        run = runs / f"20990101-000000-{name}-000000"
+        shutil.copytree(runs / good[0], run)
+        config, status = (json.loads((run / f).read_text()) for f in ("config.json", "status.json"))
+        damage(config, status)
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "status.json").write_text(json.dumps(status))
+    torn = runs / "20990101-000000-torn-metrics-000000"
+    shutil.copytree(runs / good[1], torn)
+    (torn / "metrics.safetensors").write_bytes((torn / "metrics.safetensors").read_bytes()[:200])
+    for page in PAGES[1:] + ["pages/6_Analyses.py"]:
+        at = app(page, runs, data_dir, monkeypatch).run()
+        no_exception(at)
+        warnings = " ".join(w.value for w in at.sidebar.warning)
+        assert "6 folder(s)" in warnings, (page, warnings)
+        if page != "pages/6_Analyses.py":  # the Analyses page reads no curves, so the torn file does not matter
+            assert "torn-metrics" in warnings, (page, warnings)
+        assert len(at.multiselect[0].value) == 2, page  # the good pair is still there, and picked
+
+
+def test_train_page_absurd_depth_is_refused_not_built(tmp_path, data_dir, monkeypatch):
+    """Issue 9.1: a valid 6n+2 that took the whole server down."""
+    at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
+    at.text_input(key="keep_train_depths").set_value("1000000004")
+    at.button[-1].click().run()
+    no_exception(at)
+    assert any("2,000" in e.value for e in at.error)
+    assert job_queue().jobs(owner=None) == [] or all(j.config.model.depth != 1_000_000_004 for j in job_queue().jobs())
+
+
 def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
     runs = tmp_path / "runs"
     at = app("pages/2_Train.py", runs, data_dir, monkeypatch).run()

@@ -83,6 +83,15 @@ def test_train_from_an_image_folder_via_env(tmp_path, env):
     (["train", "--depth", "1202", "--batch-size", "1000000", "--device", "cpu"], "GiB"),
     (["export", "no-such-run"], "no run"),
     (["export", "../etc"], "not a run id"),
+    (["train", "--depth", "1000000004"], "2,000"),  # issue 9.1: grew memory until killed
+    (["train", "--epochs", "nan"], "Epochs"),  # 9.7
+    (["train", "--epochs", "inf"], "Epochs"),
+    (["train", "--weight-decay", "nan"], "Weight decay"),
+    (["train", "--lr", "inf"], "learning rate"),
+    (["train", "--seed", "-1"], "seed"),
+    (["sweep", "--depth", "20", "1000000004"], "2,000"),
+    (["summary", "--input-size", "-5"], "input size"),  # 9.10
+    (["summary", "--depth", "1000000004"], "2,000"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, python_batches, env):
     out = cli("--runs", str(tmp_path / "runs"), "--data", str(python_batches), *args, env_extra=env, check=False)
@@ -114,3 +123,81 @@ def test_brief_runs_default_to_one_cycle_and_say_so(capsys):
     assert (paper.schedule, paper.lr) == ("step", 0.1) and capsys.readouterr().err == ""
     chosen = _train_config(parse(["train", "--depth", "20", "--epochs", "1", "--lr", "0.02", "--schedule", "cosine"]))
     assert (chosen.schedule, chosen.lr) == ("cosine", 0.02)
+
+
+# ------------------------------------------------------------------------------ issue 9: checked before the data ----
+def test_runs_folder_and_device_are_checked_before_the_data(tmp_path, env, unwritable_dir):
+    """9.5 and --device cuda: the data folder here does not exist, so an error about it would mean the data was
+    loaded (or downloaded) first."""
+    (tmp_path / "a-file").write_text("x")
+    cases = [(tmp_path / "a-file", [], "not a folder"), (unwritable_dir, [], "cannot be saved"),
+             (unwritable_dir / "runs", [], "cannot be saved")]
+    import torch
+    if not torch.cuda.is_available():
+        cases.append((tmp_path / "runs", ["--device", "cuda"], "CUDA"))
+    for runs, extra, message in cases:
+        out = cli("--runs", str(runs), "--data", str(tmp_path / "nowhere"), "train", "--depth", "8", *extra,
+                  env_extra=env, check=False)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert "CIFAR-10" not in out.stderr
+
+
+def test_export_to_a_folder_or_a_missing_folder(python_batches, tmp_path, env):
+    """9.8, and JSON export without NaN."""
+    runs = tmp_path / "runs"
+    cli("--runs", str(runs), "--data", str(python_batches), "train", "--depth", "8", *TINY, env_extra=env)
+    [run] = json.loads(cli("--runs", str(runs), "list", "--json").stdout)
+    for target, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.csv", "does not exist")):
+        out = cli("--runs", str(runs), "export", run["id"], "-o", str(target), check=False)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "missing").exists()
+
+    def refuse(word):
+        raise ValueError(word)
+    json.loads(cli("--runs", str(runs), "export", run["id"], "--format", "json").stdout, parse_constant=refuse)
+
+
+def test_a_bad_run_hides_only_itself_in_list_and_export(tmp_path):
+    """9.2: valid JSON of the wrong shape in one run folder."""
+    from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_viz.store import RunStore
+    runs = tmp_path / "runs"
+    store = RunStore(runs)
+    ids = []
+    for name in ("good", "config-null", "status-list", "created-text", "huge-pid", "width-x", "step-many"):
+        writer = store.create(RunConfig(model=ModelConfig(depth=8), train=TrainConfig(epochs=1), name=name))
+        writer.set_status("finished", step=0)
+        ids.append(writer.id)
+    good, *bad = ids
+
+    def edit(run_id, file, change):
+        path = runs / run_id / file
+        obj = json.loads(path.read_text())
+        change(obj)
+        path.write_text(json.dumps(obj))
+    edit(bad[0], "config.json", lambda c: c.update(config=None))
+    edit(bad[1], "status.json", lambda s: s.update(status=["finished"]))
+    edit(bad[2], "config.json", lambda c: c.update(created="last tuesday"))
+    edit(bad[3], "status.json", lambda s: s.update(status="running", pid=2**70))
+    edit(bad[4], "config.json", lambda c: c["config"]["model"].update(width="x"))
+    edit(bad[5], "status.json", lambda s: s.update(step="many"))
+
+    listed = cli("--runs", str(runs), "list", "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [good]
+    assert all(b in listed.stderr for b in bad) and "Traceback" not in listed.stderr
+    table = cli("--runs", str(runs), "list")
+    assert good in table.stdout and not any(b in table.stdout for b in bad)
+    assert cli("--runs", str(runs), "export", good).stdout.startswith("step,")
+    out = cli("--runs", str(runs), "export", bad[4], check=False)
+    assert out.returncode == 2 and "width" in out.stderr.lower() and "Traceback" not in out.stderr
+
+
+def test_delete_without_a_terminal_deletes_nothing(python_batches, tmp_path, env):
+    from resnet_viz.config import ModelConfig, RunConfig
+    from resnet_viz.store import RunStore
+    writer = RunStore(tmp_path).create(RunConfig(model=ModelConfig(depth=8)))
+    writer.set_status("finished")
+    out = subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(tmp_path), "delete", writer.id],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert out.returncode == 1 and "not deleted" in out.stdout and "Traceback" not in out.stderr
+    assert writer.path.is_dir()

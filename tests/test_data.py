@@ -137,6 +137,20 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
 
 
+@pytest.mark.parametrize("labels", [lambda t: t + 10, lambda t: t - 1, lambda t: t.float(), lambda t: t.view(-1, 1)])
+def test_cache_with_impossible_labels_is_rebuilt(tmp_path, monkeypatch, labels):
+    """A cache whose labels are not class indices 0-9 (foreign or tampered) would fail deep inside the loss."""
+    from safetensors.torch import load_file, save_file
+    root = write_image_folder(tmp_path / "imgs", n_train_per_class=2, n_test_per_class=1)
+    good = load_cifar10(root, download=False, progress=False)
+    [cache] = cache_files(tmp_path)
+    tensors = load_file(str(cache))
+    tensors["train_labels"] = labels(tensors["train_labels"]).contiguous()
+    save_file(tensors, str(cache))
+    monkeypatch.setattr(data_module, "_MEMO", {})
+    assert torch.equal(load_cifar10(root, download=False, progress=False).train_labels, good.train_labels)
+
+
 # ------------------------------------------------------------------------------------------------ errors ----
 def assert_data_error(match, *args, **kwargs):
     kwargs.setdefault("download", False)
@@ -331,3 +345,15 @@ def test_unreadable_folder_is_a_data_error(tmp_path):
     root = write_image_folder(tmp_path / "imgs", n_train_per_class=1, n_test_per_class=1)
     (root / "train" / "cat" / "dangling.png").symlink_to(tmp_path / "gone.png")  # stat() fails on it
     assert_data_error("dangling.png", root)
+
+
+def test_sample_images_is_seeded_and_respects_the_class():
+    labels = torch.arange(100) % 10
+    a = data_module.sample_images(labels, 4, seed=7)
+    assert len(a) == 4 and len(set(a.tolist())) == 4
+    assert torch.equal(a, data_module.sample_images(labels, 4, seed=7))
+    assert not torch.equal(a, data_module.sample_images(labels, 4, seed=8))
+    cats = data_module.sample_images(labels, 5, seed=0, label=3)
+    assert (labels[cats] == 3).all() and len(cats) == 5
+    assert sorted(data_module.sample_images(labels, 50, seed=0, label=3).tolist()) == list(range(3, 100, 10))
+    assert len(data_module.sample_images(labels, 3, seed=0, label=11)) == 0  # no such class: nothing to draw

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 
 from resnet_viz import figures
-from resnet_viz.analysis import NOT_REMOVABLE
+from resnet_viz.analyses import NOT_REMOVABLE
 from resnet_viz.figures import AnalysisSeries as S
 
 

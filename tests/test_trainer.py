@@ -28,7 +28,7 @@ def tiny_data():
 
 
 def tiny_config(**train) -> RunConfig:
-    defaults = dict(epochs=2, batch_size=32, eval_images=20, device="cpu", flush_every=4, seed=3)
+    defaults = dict(epochs=2, batch_size=32, eval_images=20, device="cpu", flush_every=4, seed=3, precision="fp32")
     defaults.update(train)
     return RunConfig(model=TINY_MODEL, train=TrainConfig(**defaults))
 
@@ -156,7 +156,7 @@ def test_memory_estimate_rejects_what_cannot_fit(tiny_data):
 def test_branch_ratios_recorded_for_residual_nets_only(tiny_data, tmp_path):
     """Every N steps the trainer logs ‖F(x)‖/‖shortcut(x)‖ per block; the first row equals the analysis at initialisation,
     the store keeps the block names, the CSV export has a column per block, and plain nets log nothing."""
-    from resnet_viz.analysis import branch_ratio_names, branch_ratios
+    from resnet_viz.analyses import branch_ratio_names, branch_ratios
     from resnet_viz.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
     from resnet_viz.data import stratified_subset
 
@@ -191,3 +191,55 @@ def test_branch_ratio_logging_off_and_bad_value(tiny_data):
     assert "branch_ratios" not in m
     with pytest.raises(ConfigError):
         tiny_config(branch_ratio_every=-1).validate()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_evaluate_matches_a_per_batch_computation(tiny_data, channels_last):
+    """The trainer's evaluation (device sums, one host sync, ragged last batch) against the obvious loop."""
+    from resnet_viz.trainer import evaluate
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    sets = {"train": (tiny_data.train_images[:70], tiny_data.train_labels[:70]),
+            "test": (tiny_data.test_images[:23], tiny_data.test_labels[:23])}
+    got = evaluate(model, sets, batch_size=16, channels_last=channels_last)
+    assert model.training  # the mode it was in comes back
+    assert list(got) == ["train_loss", "train_error", "test_loss", "test_error"]
+    model.eval()
+    for name, (x, y) in sets.items():
+        losses, wrong = [], 0
+        with torch.no_grad():
+            for i in range(0, len(y), 10):  # another batching must not matter
+                logits = model(normalize(x[i:i + 10]))
+                losses.append(F.cross_entropy(logits, y[i:i + 10], reduction="none"))
+                wrong += int((logits.argmax(1) != y[i:i + 10]).sum())
+        assert got[f"{name}_loss"] == pytest.approx(torch.cat(losses).mean().item(), rel=1e-5)
+        assert got[f"{name}_error"] == pytest.approx(wrong / len(y))
+
+
+def test_bf16_training_keeps_fp32_numbers_and_says_so(tiny_data, tmp_path):
+    """bf16 autocast changes the forward pass only: weights, gradient norms and evaluations stay fp32, and the run's
+    status records the precision and the threads it used."""
+    store = RunStore(tmp_path)
+    result = Trainer(tiny_config(precision="bf16", max_steps=6, threads=1), data=tiny_data, store=store).run()
+    assert result.status == "finished"
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert result.metrics["grad_norms"].dtype == np.float32 and np.isfinite(result.metrics["grad_norms"]).all()
+    status = store.get(result.run_id).status
+    assert status["precision"] == "bf16" and status["threads"] == 1
+    fp32 = Trainer(tiny_config(max_steps=6, threads=1), data=tiny_data, save=False).run()
+    # same data order and start: the losses agree to bf16's precision, not exactly
+    np.testing.assert_allclose(result.metrics["loss"][:2], fp32.metrics["loss"][:2], rtol=0.05)
+    assert not np.array_equal(result.metrics["loss"], fp32.metrics["loss"])
+
+
+def test_eta_follows_the_pace_and_counts_evaluations(tiny_data):
+    reports = []
+    Trainer(tiny_config(max_steps=12, flush_every=2, eval_every=4), data=tiny_data, save=False,
+            on_progress=reports.append).run()
+    running = [p for p in reports if p.status == "running" and p.step > 0]
+    assert running and all(p.seconds_per_step > 0 and p.eta_seconds >= 0 for p in running)
+    mid = next(p for p in running if p.step == 4)
+    assert mid.evals_left == 2 and mid.seconds_per_eval > 0  # steps 8 and 12 still to evaluate
+    assert mid.eta_seconds == pytest.approx(8 * mid.seconds_per_step + 2 * mid.seconds_per_eval)

@@ -9,7 +9,7 @@ torch, so the figures can be drawn wherever the numbers are (pages, notebooks, d
     summary         a model summary's layer table and totals
     architecture    the block diagram of a model, from its summary
     residual_block  the identity and convolutional blocks side by side
-    analyses        the six analyses of `resnet_viz.analysis`
+    analyses        the six analyses of `resnet_viz.analyses`
 
 Pages use the package as one namespace: `from resnet_viz import figures` then `figures.training_curves(...)`.
 """

@@ -1,4 +1,4 @@
-"""Figures for the six analyses of `resnet_viz.analysis`: data in, figure out.
+"""Figures for the six analyses of `resnet_viz.analyses`: data in, figure out.
 
 Pure functions of the analysis results (lists of (layer name, value), dicts of numpy arrays): no Streamlit, no torch.
 They share the run figures' look (`style`): plain networks warm, residual networks cool, titled figures, labelled

@@ -41,7 +41,7 @@ class RunSeries:
 
 @dataclass
 class AnalysisSeries:
-    """One model's result of an analysis of `resnet_viz.analysis`: `data` is what the analysis returned — a list of
+    """One model's result of an analysis of `resnet_viz.analyses`: `data` is what the analysis returned — a list of
     (name, value) pairs for `response_std`, `branch_ratios` and `dead_relus`; the dict of `lesion_single` or
     `gradient_shattering`; {k: [accuracies]} of `lesion_random`; {"alphas", "losses", "accuracies"} for the 1-D loss
     landscape."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_viz import analysis as A
+from resnet_viz import analyses as A
 from resnet_viz.config import ModelConfig
 from resnet_viz.data import normalize
 from resnet_viz.errors import ConfigError
@@ -373,3 +373,10 @@ def test_bad_inputs(resnet, images, labels):
         A.lesion_single(resnet, images, labels[:3])
     with pytest.raises(ConfigError, match="one image"):
         A.gradient_shattering(resnet, images[:2])
+
+
+def test_the_package_exports_its_public_api():
+    from resnet_viz.analyses import common, lesion, probes
+    assert all(hasattr(A, name) for name in A.__all__)
+    assert A.branch_ratio_probe is probes.branch_ratio_probe and A.NOT_REMOVABLE is lesion.NOT_REMOVABLE
+    assert A.evaluate is common.evaluate

@@ -1,0 +1,72 @@
+"""Time budgets: speed measurement and its cache, plans that fit the budget, the remaining-time estimate."""
+import json
+
+import pytest
+import torch
+
+from resnet_viz import budget
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.errors import ConfigError
+
+TINY = ModelConfig(depth=8, width=0.25)
+
+
+@pytest.fixture
+def speed_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path / "step_times.json"
+    torch.set_num_threads(before)
+
+
+def test_speed_is_measured_once_then_cached(speed_cache):
+    device = torch.device("cpu")
+    s = budget.speed_for(TINY, 16, device, "fp32")
+    assert s.precision == "fp32" and s.step_seconds > 0 and s.eval_image_seconds > 0 and s.threads == 1
+    cached = json.loads(speed_cache.read_text())
+    assert len(cached["speeds"]) == 1
+    # A doctored cache entry is what comes back: proof that nothing was re-measured.
+    key = next(iter(cached["speeds"]))
+    cached["speeds"][key]["step_seconds"] = 123.0
+    speed_cache.write_text(json.dumps(cached))
+    assert budget.speed_for(TINY, 16, device, "fp32").step_seconds == 123.0
+    assert budget.speed_for(TINY, 16, device, "fp32", refresh=True).step_seconds < 123.0
+    assert budget.is_cached(TINY, 16, device)
+    assert not budget.is_cached(TINY, 32, device)
+
+
+def test_auto_precision_picks_a_measured_one(speed_cache):
+    s = budget.speed_for(TINY, 16, torch.device("cpu"), "auto")
+    assert s.precision in ("fp32", "bf16")
+    if not budget.cpu_has_bf16():
+        assert s.precision == "fp32"
+
+
+def test_a_plan_fits_its_budget_and_gives_every_run_the_same_steps(speed_cache):
+    configs = [RunConfig(model=ModelConfig(depth=8, width=0.25, residual=r), train=TrainConfig(batch_size=16,
+               eval_images=20, precision="fp32")) for r in (False, True)]
+    device = torch.device("cpu")
+    short = budget.plan_runs(configs, 0.5, device)
+    longer = budget.plan_runs(configs, 1.5, device)
+    assert short.runs[0].steps == short.runs[1].steps == short.steps > 10
+    assert longer.steps > 2 * short.steps
+    for plan in (short, longer):
+        assert plan.total_seconds <= plan.budget_seconds
+        assert all(r.config.train.max_steps == r.steps for r in plan.runs)
+        # one more step each would not fit
+        over = budget.QUEUE_OVERHEAD_S + sum(budget.run_seconds(plan.steps + 1, r.config.train, r.config.model,
+                                                                r.speed) for r in plan.runs)
+        assert over > plan.budget_seconds
+
+
+@pytest.mark.parametrize("minutes", [0, -1, float("nan"), float("inf"), 10**9, "3"])
+def test_a_nonsense_budget_is_refused(speed_cache, minutes):
+    with pytest.raises(ConfigError):
+        budget.plan_runs([RunConfig(model=TINY, train=TrainConfig(batch_size=16))], minutes, torch.device("cpu"))
+
+
+def test_remaining_time_follows_the_runs_own_pace():
+    assert budget.remaining_seconds(0, 100, 0.0) is None
+    assert budget.remaining_seconds(25, 100, 50.0) == pytest.approx(150.0)
+    assert budget.remaining_seconds(25, 100, 50.0, evals_left=3, seconds_per_eval=2.0) == pytest.approx(156.0)

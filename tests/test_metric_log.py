@@ -1,0 +1,60 @@
+"""The trainer's device-side metric log: bulk flushes into the host arrays, and first-non-finite detection."""
+import numpy as np
+import torch
+
+from resnet_viz.metric_log import DeviceMetricLog, MetricArrays
+
+TOTAL, LAYERS, WINDOW = 10, 3, 4
+
+
+def make_log(grad_every=2, record_grads=True, n_blocks=2, probe_every=3, flush_seconds=2.0):
+    host = MetricArrays(TOTAL, LAYERS, grad_every, record_grads, n_blocks, probe_every)
+    return host, DeviceMetricLog(host, WINDOW, LAYERS, torch.device("cpu"), grad_every, record_grads, flush_seconds)
+
+
+def run_steps(log, steps, losses):
+    for step in steps:
+        grads = [torch.full((2, 2), float(step + j)) for j in range(LAYERS)] if log.wants_grad_norms(step) else None
+        log.record_step(step, torch.tensor(losses[step]), torch.tensor(step / 100), grads)
+
+
+def test_flush_copies_each_window_to_the_host():
+    host, log = make_log()
+    losses = np.linspace(2.0, 1.0, TOTAL)
+    run_steps(log, range(0, 4), losses)
+    assert np.isnan(host.loss).all()  # nothing reaches the host before a flush
+    assert log.flush_due(4, now=log.last_flush_time) and not log.flush_due(3, now=log.last_flush_time)
+    assert log.flush(4) is None
+    run_steps(log, range(4, 7), losses)
+    log.record_branch_ratios(torch.tensor([0.5, 0.25]))
+    log.record_branch_ratios(torch.tensor([0.4, 0.2]))
+    assert log.flush(7) is None
+    np.testing.assert_allclose(host.loss[:7], losses[:7], rtol=1e-6)
+    assert np.isnan(host.loss[7:]).all()
+    np.testing.assert_allclose(host.batch_error[:7], np.arange(7) / 100, rtol=1e-6)
+    # gradient norms every 2nd step: the norm of a 2×2 tensor of v is 2v
+    assert list(host.grad_norm_step) == [0, 2, 4, 6, 8]
+    np.testing.assert_allclose(host.grad_norms[:4], [[2 * (s + j) for j in range(LAYERS)] for s in (0, 2, 4, 6)])
+    assert np.isnan(host.grad_norms[4]).all()
+    np.testing.assert_allclose(host.branch_ratios[:2], [[0.5, 0.25], [0.4, 0.2]])
+    assert np.isnan(host.branch_ratios[2:]).all()
+    m = host.as_dict(7)
+    assert len(m["loss"]) == 7 and list(m["grad_norm_step"]) == [0, 2, 4, 6] and list(m["branch_ratio_step"]) == [0, 3, 6]
+
+
+def test_flush_reports_the_first_non_finite_step():
+    host, log = make_log(record_grads=False)
+    losses = np.ones(TOTAL)
+    losses[5], losses[6] = np.inf, np.nan
+    run_steps(log, range(0, 4), losses)
+    assert log.flush(4) is None
+    run_steps(log, range(4, 7), losses)
+    assert log.flush(7) == 5
+    assert host.grad_norms.shape == (0, LAYERS)
+
+
+def test_flush_is_due_after_the_time_limit():
+    _, log = make_log(flush_seconds=2.0)
+    log.flush(0, now=100.0)
+    assert not log.flush_due(1, now=101.0) and log.flush_due(1, now=102.5)
+    assert log.flush(0) is None  # nothing pending: no copy, no divergence

@@ -1,0 +1,90 @@
+"""The CPU thread policy: the free cores for training, re-checked as the load changes; one thread for an analysis
+on a busy CPU."""
+import pytest
+import torch
+
+from resnet_viz import threads
+from resnet_viz import threads as compute
+
+
+def _others(monkeypatch, busy: float, cores: int = 4):
+    monkeypatch.setattr(threads, "usable_cores", lambda: cores)
+    monkeypatch.setattr(threads.CpuLoad, "others_busy", lambda self, min_interval=0.25: busy)
+
+
+def test_analysis_threads_follow_the_load(monkeypatch):
+    _others(monkeypatch, 3.6)
+    assert threads.cpu_busy()
+    assert threads.analysis_threads("cpu", 4) == 1
+    assert threads.analysis_threads("cuda", 4) == 4  # the GPU does the work
+    assert threads.analysis_threads("cpu", 1) == 1
+    _others(monkeypatch, 1.0)
+    assert not threads.cpu_busy() and threads.analysis_threads("cpu", 4) == 4
+
+
+def test_governor_follows_the_load_and_leaves_room(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        _others(monkeypatch, 0.0)
+        g = threads.ThreadGovernor(reserve=1)
+        assert g.start() == 3 and torch.get_num_threads() == 3
+        _others(monkeypatch, 2.0)
+        assert g.maybe_adjust() == 3  # not looked at again yet
+        g._last_check = -1e9
+        assert g.maybe_adjust() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_for_analysis_restores_the_setting(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "analysis_threads", lambda device, current: 1)
+    try:
+        torch.set_num_threads(2)
+        with threads.threads_for_analysis("cpu"):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("others, reserve, cores, expected", [
+    (0.0, 0, 2, 2), (0.2, 0, 2, 2), (1.0, 0, 2, 1), (0.9, 0, 16, 15), (3.0, 0, 2, 1), (0.0, 1, 2, 1),
+    (0.0, 1, 16, 15), (2.4, 1, 16, 12),
+])
+def test_threads_fit_beside_other_work(others, reserve, cores, expected):
+    assert compute.choose_threads(others, reserve, cores) == expected
+
+
+def test_cpu_load_counts_other_processes_not_this_one(monkeypatch):
+    """Machine-wide busy time minus this process's own, per second of wall time, in cores."""
+    ticks = compute.os.sysconf("SC_CLK_TCK")
+    readings = iter([(1000, 100), (1000 + 3 * ticks, 100 + 1 * ticks)])  # 3 cores-seconds busy, 1 of them ours
+    clock = iter([10.0, 11.0])
+
+    class FakeTime:
+        monotonic = staticmethod(lambda: next(clock))
+        sleep = staticmethod(lambda s: None)
+
+    monkeypatch.setattr(compute, "_read_jiffies", lambda: next(readings))
+    monkeypatch.setattr(compute, "time", FakeTime)
+    load = compute.CpuLoad()
+    assert load.others_busy(min_interval=0.0) == pytest.approx(2.0)
+
+
+def test_cpu_load_reads_this_machine():
+    load = compute.CpuLoad()
+    assert 0.0 <= load.others_busy(min_interval=0.1) <= compute.usable_cores() + 0.5
+
+
+def test_governor_with_a_fixed_thread_count_never_changes_it():
+    before = torch.get_num_threads()
+    try:
+        g = compute.ThreadGovernor(fixed=1)
+        assert g.start() == 1 and torch.get_num_threads() == 1
+        g._last_check = -1e9
+        assert g.maybe_adjust() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
