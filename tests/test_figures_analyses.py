@@ -125,3 +125,33 @@ def test_the_family_comes_from_the_series_not_the_label():
     page_dict = {"label": "resnet-8", "data": data, "residual": False, "depth": 8}  # what the Analyses page passes
     fig = figures.dead_relu_figure([page_dict])
     assert fig.data[0].line.color == figures.PLAIN_COLOR and fig.data[0].line.dash == "dash"
+
+
+def shatter_result(auto1, cos1, far):
+    return {"lags": np.arange(5), "autocorrelation": np.array([1, auto1, 0.5, 0.3, 0.1]),
+            "gradient_cosine": np.array([1, cos1, 0.9, 0.8, far])}
+
+
+def test_shattering_headline_is_the_number_that_differs():
+    trained = [figures.shattering_numbers(shatter_result(0.82, 0.9997, 0.996)),
+               figures.shattering_numbers(shatter_result(0.97, 0.998, 0.97))]
+    assert trained[0] == {"autocorrelation_1": 0.82, "neighbour_cosine": 0.9997, "far_cosine": 0.996, "far_lag": 4}
+    assert figures.shattering_headline(trained) == "autocorrelation_1"  # 0.9997 vs 0.998 would say "no difference"
+    fresh = [figures.shattering_numbers(shatter_result(0.01, 0.004, 0.0)),
+             figures.shattering_numbers(shatter_result(0.86, 0.97, 0.66))]
+    assert figures.shattering_headline(fresh) == "neighbour_cosine"
+    assert figures.shattering_headline(fresh[:1]) == "autocorrelation_1"  # one model: what the chart shows
+    assert "{lag}" in figures.SHATTER_MEASURES["far_cosine"][0]
+
+
+def test_dead_relu_takeaway_follows_the_numbers():
+    healthy = [S("plain-20", [("a", 0.0), ("b", 0.004)], False, 20), S("resnet-20", [("a", 0.0), ("b", 0.0)], True, 20)]
+    assert "do not explain a difference" in figures.dead_relu_takeaway(healthy)
+    sick = [S("plain-56", [("stem.relu", 0.1), ("stage1.block1.relu1", 1.0)], False, 56),
+            S("resnet-56", [("stem.relu", 0.02), ("stage1.block1.relu1", 0.04)], True, 56)]
+    text = figures.dead_relu_takeaway(sick)
+    assert text.startswith("**Takeaway.**") and "**plain-56**: 55.0%" in text and "`stage1.block1.relu1` (100%)" in text
+    assert "1 ReLU layer entirely dead — nothing passes through" in text and "lost more of its units" in text
+    sick[1] = S("resnet-56", [("stem.relu", 0.9), ("stage1.block1.relu1", 1.0)], True, 56)
+    assert "the ResNet has more dead units" in figures.dead_relu_takeaway(sick)
+    assert "shortcuts carry the signal around them" in figures.dead_relu_takeaway(sick)

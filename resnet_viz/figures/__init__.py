@@ -10,12 +10,14 @@ torch, so the figures can be drawn wherever the numbers are (pages, notebooks, d
     architecture    the block diagram of a model, from its summary
     residual_block  the identity and convolutional blocks side by side
     analyses        the six analyses of `resnet_viz.analyses`
+    analysis_findings  what the shattered-gradients and dead-ReLU results say, in numbers and sentences
 
 Pages use the package as one namespace: `from resnet_viz import figures` then `figures.training_curves(...)`.
 """
 from .analyses import (SHATTER_VIEWS, branch_ratio_figure, branch_ratio_training_figure, dead_relu_figure,
                        landscape_1d_figure, landscape_2d_figure, lesion_random_figure, lesion_single_figure,
                        no_data_figure, response_std_figure, shattering_figure)
+from .analysis_findings import SHATTER_MEASURES, dead_relu_takeaway, shattering_headline, shattering_numbers
 from .architecture import (AUTO_COLLAPSE_BLOCKS, MAX_EXPANDED_BLOCKS, architecture_diagram, architecture_layout,
                            auto_collapsed_stages, stage_names)
 from .curves import eval_spike_note, fig6_error_curves, training_curves
@@ -42,4 +44,5 @@ __all__ = [
     "response_std_figure", "branch_ratio_figure", "branch_ratio_training_figure", "lesion_single_figure",
     "lesion_random_figure", "landscape_1d_figure", "landscape_2d_figure", "shattering_figure", "SHATTER_VIEWS",
     "dead_relu_figure", "no_data_figure",
+    "dead_relu_takeaway", "shattering_numbers", "shattering_headline", "SHATTER_MEASURES",
 ]

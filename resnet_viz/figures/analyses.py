@@ -373,3 +373,4 @@ def dead_relu_figure(series: Sequence[SeriesLike], title: str = "Dead ReLUs: uni
 def no_data_figure(message: str, title: str = "") -> go.Figure:
     """An empty figure that says why there is nothing to draw."""
     return _empty(base_layout(go.Figure(), title, height=260), message)
+
