@@ -221,8 +221,8 @@ else:
                          "params": number("params", format="localized"),
                          "MACs": number("MACs", format="localized", help="Multiply-accumulates for one image"),
                          "plain twin": st.column_config.TextColumn(
-                             "plain twin", help="“same”: the plain twin has this very layer; “— (shortcut)”: only "
-                                                "the ResNet has it")}
+                             "plain twin", help="“same”: the plain twin has this very layer; “— (shortcut)”: "
+                                                "only the ResNet has it")}
         st.caption(f"{resnet['config'].name} and its plain twin {plain['config'].name}: the plain twin's table is "
                    "this one without the shortcut rows.")
         st.dataframe(figures.summary_table(resnet, weight_layers_only=not all_layers, twin=plain), hide_index=True,
