@@ -72,8 +72,9 @@ with c2:
     log_y = st.toggle("Log scale", True, key=ui.KEEP_PREFIX + "grad_log")
 with c3:
     relative_key = ui.KEEP_PREFIX + "grad_relative"
-    relative = st.toggle("Relative depth", key=relative_key,
-                         help="Put depth on 0…1 so nets of different depth overlay.", on_change=ui.follow_data(relative_key, len({r.config.model.depth for r in chosen}) > 1))
+    several_depths = len({r.config.model.depth for r in chosen}) > 1
+    relative = st.toggle("Relative depth", key=relative_key, on_change=ui.follow_data(relative_key, several_depths),
+                         help="Put depth on 0…1 so nets of different depth overlay.")
 ui.plotly(figures.grad_norm_profiles(series, steps_to_show=steps or None, log_y=log_y, relative_depth=relative),
           key="profiles")
 st.markdown("**What you are looking at.** Each line is one run at one step: gradient norm (y) against layer depth "
