@@ -46,7 +46,7 @@ from resnet_viz.figures import for_projector  # noqa: E402
 from resnet_viz.store import Run, RunStore, default_runs_dir  # noqa: E402
 
 KEEP_PREFIX = "keep_"  # widgets whose value must survive page switches use keys with this prefix
-PRESENTATION_KEY = KEEP_PREFIX + "presentation"
+PRESENTATION_KEY = "presentation"  # also the URL's query parameter: …/Gradient_flow?presentation=true
 
 
 def keep_widget_state() -> None:
@@ -188,9 +188,11 @@ html { font-size: 21px; }
 def settings_sidebar() -> None:
     """Presentation mode, data and run folders, editable from every page; a bad folder is explained, never raised."""
     with st.sidebar:
-        st.toggle("Presentation mode", key=PRESENTATION_KEY,
+        # Bound to the URL: it stays on across page switches and reloads, and a lecture's links can switch it on.
+        st.toggle("Presentation mode", key=PRESENTATION_KEY, bind="query-params",
                   help="For a projector: larger type, larger charts, heatmaps and Grad-CAM images one per row, and "
-                       "a plain net and its twin on one live chart.")
+                       "a plain net and its twin on one live chart. Add ?presentation=true to a page's address to "
+                       "open it this way.")
         if presentation():
             st.html(PRESENTATION_CSS)
         with st.expander("Folders", expanded=False):

@@ -137,11 +137,22 @@ def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
     root, _ = store
     at = page("3_Gradient_flow.py", root, monkeypatch).run()
     before = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
-    at.sidebar.toggle(key="keep_presentation").set_value(True).run()
+    at.sidebar.toggle(key="presentation").set_value(True).run()
     no_exception(at)
     after = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
     assert len(after) == len(before) == 4  # two heatmaps, profiles, ratio
     for small, big in zip(before, after):
         assert big["font"]["size"] > small["font"]["size"] and big["height"] > small["height"]
     at.run()  # a rerun (as after a page switch) keeps the mode
-    assert at.sidebar.toggle(key="keep_presentation").value is True
+    assert at.sidebar.toggle(key="presentation").value is True
+
+
+def test_presentation_mode_from_the_address(store, monkeypatch):
+    """…/Compare_runs?presentation=true opens the page in presentation mode (a lecture's links, a reload)."""
+    root, _ = store
+    at = page("5_Compare_runs.py", root, monkeypatch)
+    at.query_params["presentation"] = "true"
+    at.run()
+    no_exception(at)
+    assert at.sidebar.toggle(key="presentation").value is True
+    assert all(json.loads(c.proto.spec)["layout"]["font"]["size"] > 13 for c in at.get("plotly_chart"))

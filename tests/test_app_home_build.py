@@ -177,11 +177,11 @@ def test_presentation_mode_enlarges_the_charts():
     import json
     at = build().run()
     normal = json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"]
-    at.sidebar.toggle(key="keep_presentation").set_value(True).run()
+    at.sidebar.toggle(key="presentation").set_value(True).run()
     no_exception(at)
     big = json.loads(charts(at)[0].proto.spec)["layout"]
     assert big["font"]["size"] > normal and big["meta"]["presentation"]
-    at.sidebar.toggle(key="keep_presentation").set_value(False).run()
+    at.sidebar.toggle(key="presentation").set_value(False).run()
     assert json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"] == normal
 
 
