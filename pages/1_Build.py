@@ -198,7 +198,8 @@ else:
             "Solid arc = identity (x itself), dashed = option A's zero-padded identity, bold with *1×1 conv* = "
             "a projection (the seed article's *convolutional block*). The plain twin is the same column without "
             "arcs. Hover a box for its channels, stride and parameters.")
-        d_plain, d_res = st.columns(2, gap="large")
+        # Side by side; on a projector one above the other, so the labels can grow and still fit their boxes.
+        d_plain, d_res = (st.container(), st.container()) if ui.presentation() else st.columns(2, gap="large")
         for col, summary in ((d_plain, plain), (d_res, resnet)):
             diagram = figures.architecture_diagram(summary, set(collapsed))
             with col:

@@ -64,7 +64,7 @@ step_options = sorted({0, longest // 2, longest} | set(range(0, longest + 1, max
 steps_key = ui.KEEP_PREFIX + "grad_steps"
 if steps_key in st.session_state:  # a choice made for longer runs may not exist for these
     st.session_state[steps_key] = [s for s in st.session_state[steps_key] if s in step_options]
-c1, c2, c3 = st.columns([3, 1, 1])
+c1, c2, c3 = st.columns([2.4, 1, 1.3])
 with c1:
     steps = st.multiselect("Steps", step_options, key=steps_key,
                            on_change=ui.follow_data(steps_key, sorted({0, longest // 2, longest})))
