@@ -156,3 +156,16 @@ def test_presentation_mode_from_the_address(store, monkeypatch):
     no_exception(at)
     assert at.sidebar.toggle(key="presentation").value is True
     assert all(json.loads(c.proto.spec)["layout"]["font"]["size"] > 13 for c in at.get("plotly_chart"))
+
+
+def test_ui_imports_what_the_pages_need_once_at_start_up():
+    """Two sessions importing pandas at the same moment (st.dataframe's lazy import) could see a partially
+    initialised module: app.py imports ui first, and ui imports the pages' libraries before any page runs."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, '.'); import ui; "
+            "print(all(m in sys.modules for m in ('pandas', 'pyarrow', 'torch', 'plotly.graph_objs._heatmap', "
+            "'resnet_viz.analyses', 'resnet_viz.models', 'resnet_viz.gradcam')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
+    assert "import ui" in (ROOT / "app.py").read_text().split("st.navigation")[0]  # before any page runs

@@ -141,7 +141,7 @@ PRESENT = "?presentation=true"  # presentation mode from the address (ui.PRESENT
 def queue_custom_runs(pg, url: str, depth: str, width: str, images: str, batch: str, present: bool = False) -> None:
     """The Train page's custom form: a plain net and its residual twin of one depth."""
     open_page(pg, url, "Train" + (PRESENT if present else ""))
-    pg.get_by_text("Custom run").click()
+    pg.get_by_text("Custom run", exact=True).click()
     pg.get_by_label("Depths (comma-separated)", exact=True).fill(depth)
     pg.get_by_label("Width multiplier", exact=True).fill(width)
     pg.get_by_label("Epochs", exact=True).fill("1")
@@ -216,7 +216,7 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     # Train: a tiny plain/residual pair through the custom form.
     open_page(pg, url, "Train")
     assert_no_exception(pg)
-    pg.get_by_text("Custom run").click()
+    pg.get_by_text("Custom run", exact=True).click()
     depths = pg.get_by_label("Depths (comma-separated)", exact=True)
     depths.fill("8")
     pg.get_by_label("Width multiplier", exact=True).fill("0.25")
