@@ -56,12 +56,13 @@ def find_data(explicit: str | None) -> tuple[Cifar10Tensors, str]:
                           tuple(str(i) for i in range(10)), "random"), "random images"
 
 
-def bench_ours(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int, grads: bool) -> float:
+def bench_ours(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int, grads: bool,
+               precision: str = "auto") -> float:
     marks: list[tuple[int, float]] = []
     total = warmup + steps
     train = TrainConfig(epochs=1000, batch_size=batch, max_steps=total, device=device, eval_every=10**9,
                         eval_images=10, record_grad_norms=grads, branch_ratio_every=10 if grads else 0,
-                        flush_every=warmup)
+                        flush_every=warmup, precision=precision)
     run = RunConfig(model=cfg, train=train)
 
     def on_progress(p):
@@ -124,11 +125,17 @@ class Cifar10Style(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
-def bench_reference(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int) -> float:
+def bench_reference(cfg: ModelConfig, data, device: str, batch: int, warmup: int, steps: int,
+                    precision: str = "fp32") -> float:
+    """The ordinary loop; with precision bf16 it also autocasts and uses channels_last, so that the comparison
+    with ours is of the data path and the host syncs, not of the arithmetic."""
     import torchvision.transforms as T
     dev = resolve_device(device)
     torch.manual_seed(0)
     model = build_model(cfg).to(dev).train()
+    fast = precision == "bf16"
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
@@ -144,7 +151,11 @@ def bench_reference(cfg: ModelConfig, data, device: str, batch: int, warmup: int
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
+            if fast:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -160,28 +171,34 @@ def main() -> None:
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[128])
+    p.add_argument("--archs", nargs="+", choices=("plain", "residual"), default=["plain", "residual"])
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="ours: the trainer's precision; the reference autocasts too when this is bf16")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (tiny sizes for a quick check)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", default=None)
     args = p.parse_args()
     data, data_name = find_data(args.data)
     dev = resolve_device(args.device)
     print(f"# {time.strftime('%Y-%m-%d')} · {describe_device(dev)} · {platform.processor() or platform.machine()} · "
-          f"torch {torch.__version__} · batch {args.batch_size} · {args.steps} timed steps after {args.warmup} "
+          f"torch {torch.__version__} · precision {args.precision} · {args.steps} timed steps after {args.warmup} "
           f"warm-up · data: {data_name}")
-    print("| model | ours+grads img/s | ours img/s | reference img/s | ours+grads / reference | "
+    print("| model | batch | ours+grads img/s | ours img/s | reference img/s | ours+grads / reference | "
           "recording cost, end to end | recording cost, isolated |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    ref_precision = "bf16" if args.precision == "bf16" else "fp32"
     for depth in args.depths:
-        for residual in (False, True):
-            cfg = ModelConfig(depth=depth, residual=residual)
-            with_grads = bench_ours(cfg, data, args.device, args.batch_size, args.warmup, args.steps, True)
-            without = bench_ours(cfg, data, args.device, args.batch_size, args.warmup, args.steps, False)
-            ref = bench_reference(cfg, data, args.device, args.batch_size, args.warmup, args.steps)
-            cost = 1 - with_grads / without
-            isolated = recording_seconds(cfg, data, args.device, args.batch_size) / (args.batch_size / without)
-            print(f"| {cfg.name} | {with_grads:,.0f} | {without:,.0f} | {ref:,.0f} | {with_grads / ref:.2f}× | "
-                  f"{100 * cost:+.1f}% | {100 * isolated:.2f}% |", flush=True)
+        for residual in (arch == "residual" for arch in args.archs):
+            cfg = ModelConfig(depth=depth, residual=residual, width=args.width)
+            for batch in args.batch_sizes:
+                with_grads = bench_ours(cfg, data, args.device, batch, args.warmup, args.steps, True, args.precision)
+                without = bench_ours(cfg, data, args.device, batch, args.warmup, args.steps, False, args.precision)
+                ref = bench_reference(cfg, data, args.device, batch, args.warmup, args.steps, ref_precision)
+                cost = 1 - with_grads / without
+                isolated = recording_seconds(cfg, data, args.device, batch) / (batch / without)
+                print(f"| {cfg.name} | {batch} | {with_grads:,.0f} | {without:,.0f} | {ref:,.0f} | "
+                      f"{with_grads / ref:.2f}× | {100 * cost:+.1f}% | {100 * isolated:.2f}% |", flush=True)
 
 
 if __name__ == "__main__":

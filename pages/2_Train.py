@@ -16,11 +16,11 @@ from views.presets import preset_planner  # noqa: E402
 
 ui.page_setup("Train", "🏋️")
 st.title("Train")
-st.caption("Queue one or more models. Training runs in the background on this machine's one device — switch pages, "
-           "reload, open another tab: it keeps going, and every tab sees and can stop every run. Finished (and "
-           "stopped) runs are saved to the run store.")
-
 queue = job_queue()
+where = ("on the Ray cluster, side by side" if queue.executor == "ray" else
+         "in the background on this machine's one device")
+st.caption(f"Queue one or more models. Training runs {where} — switch pages, reload, open another tab: it keeps "
+           f"going, and every tab sees and can stop every run. Finished (and stopped) runs are saved to the run store.")
 
 
 def submit(configs: list[RunConfig]) -> None:
@@ -74,7 +74,7 @@ with st.expander("Custom run", expanded=False):
         st.caption(f"**Brief-run rule** (the same as the command line's): when you leave the schedule and the "
                    f"learning rate automatic, a run under {BRIEF_RUN_STEPS:,} steps gets a one-cycle schedule "
                    f"peaking at lr {BRIEF_LR:g}; a longer one the paper's step schedule from lr 0.1.")
-        queued = st.form_submit_button("Queue these runs", type="primary")
+        queued = st.form_submit_button("Queue these runs", type="primary", key="queue_custom")
     if queued:
         try:
             depths = [int(d) for d in depths_text.replace(";", ",").split(",") if d.strip()]

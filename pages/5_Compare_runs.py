@@ -1,4 +1,5 @@
-"""Compare runs: error curves in the style of the paper's Fig. 6, final numbers, export, delete."""
+"""Compare runs: error curves in the style of the paper's Fig. 6, final numbers, export, delete; train a run further;
+lecture packs to carry runs between machines."""
 import csv
 import io
 import sys
@@ -11,15 +12,18 @@ import streamlit as st  # noqa: E402
 import ui  # noqa: E402
 from resnet_viz import figures  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
+from views import run_actions  # noqa: E402
 
 ui.page_setup("Compare runs", "📊")
 st.title("Compare runs")
 
 all_runs = ui.list_runs(with_metrics=False)
 runs = ui.with_curves(all_runs)
+with st.expander("Import runs from a lecture pack", expanded=not all_runs):
+    run_actions.import_pack_box()
 if not all_runs:
-    st.info("The run store is empty. Train something on the **Train** page, or point the sidebar's run store "
-            f"folder at another place (now: `{ui.runs_dir()}`).")
+    st.info("The run store is empty. Train something on the **Train** page, import a lecture pack above, or point "
+            f"the sidebar's run store folder at another place (now: `{ui.runs_dir()}`).")
     st.stop()
 
 chosen = ui.pick_runs("compare_runs", runs, "Runs", default_count=4)
@@ -43,6 +47,10 @@ if chosen:
     spike_note = figures.eval_spike_note(series)
     if spike_note:
         st.markdown(spike_note)
+    run_actions.export_pack_button(chosen)
+
+with st.expander("Train a run further"):
+    run_actions.extend_box(all_runs)
 
 # ----------------------------------------------------------------------------------------------------- table ----
 st.subheader("All runs")

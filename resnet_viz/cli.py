@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m resnet_viz train|sweep|list|export|delete|summary`."""
+"""Command-line interface: `python -m resnet_viz train|sweep|extend|list|export|delete|pack|unpack|summary`."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
@@ -69,6 +70,18 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to train")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: in this process, one run after another (default); ray: each run a Ray task on a "
+                        "cluster, side by side (pip install -r requirements-ray.txt; --runs and --data must be "
+                        "folders every node sees)")
+    g.add_argument("--ray-address", default=None, help="the Ray cluster to use, e.g. 10.0.0.1:6379 (default: "
+                   "$RAY_ADDRESS, or a local Ray instance on this machine)")
+    g.add_argument("--ray-cpus", type=int, default=None, help="CPUs each run asks for on a cluster without GPUs "
+                   "(default: $RESNET_VIZ_RAY_CPUS or 1); with GPUs each run takes one GPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnet_viz", description="Train plain nets and their ResNet "
                                      "twins on CIFAR-10 and record how their gradients flow.")
@@ -80,9 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model")
     _model_args(t, sweep=False)
     _train_args(t)
-    s = sub.add_parser("sweep", help="train every combination of --arch and --depth, one after another")
+    _executor_args(t)
+    s = sub.add_parser("sweep", help="train every combination of --arch, --depth and --seeds: one after another, "
+                       "or side by side with --executor ray")
     _model_args(s, sweep=True)
     _train_args(s)
+    s.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train every combination once per seed (default: the one --seed)")
+    _executor_args(s)
+    ext = sub.add_parser("extend", help="train a finished or stopped run more epochs, appending to its curves")
+    ext.add_argument("run_id")
+    ext.add_argument("--epochs", type=float, required=True, help="how many more epochs")
+    ext.add_argument("--device", choices=DEVICES, default=None, help="(default: as the run was configured)")
+    ext.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     ls = sub.add_parser("list", help="list the runs in the store")
     ls.add_argument("--json", action="store_true", help="print a JSON array, one object per run")
     ex = sub.add_parser("export", help="write a run's metrics as CSV or JSON")
@@ -101,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--plan-only", action="store_true", help="print the plan (steps, estimated time) and stop")
     pr.add_argument("--remeasure", action="store_true", help="time the nets again instead of using the cache")
     pr.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+    pk = sub.add_parser("pack", help="write runs (config, status, metrics, weights) into a lecture pack .zip")
+    pk.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    pk.add_argument("-o", "--output", required=True, help="the .zip file to write")
+    up = sub.add_parser("unpack", help="add the runs of a lecture pack to the store (never overwrites a run)")
+    up.add_argument("pack")
+    up.add_argument("--rename", action="store_true",
+                    help="give an incoming run a new id when the store has one with its id (default: skip it)")
     su = sub.add_parser("summary", help="print a model's per-layer summary")
     _model_args(su, sweep=False)
     su.add_argument("--input-size", type=int, default=None)
@@ -139,21 +169,101 @@ def _train_config(args) -> TrainConfig:
 
 
 def _run_training(args, configs: list[RunConfig]) -> int:
-    from tqdm import tqdm
-
     from .data import load_cifar10
+    from .executors import make_executor
     from .models import check_fits
     from .store import RunStore
-    from .trainer import Trainer, resolve_device
+    from .trainer import resolve_device
+    executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
     # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
     # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
     for c in configs:
         c.validate()
-        check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
+        if executor.name == "local":
+            check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
     store.check_writable()
-    data = load_cifar10(args.data, download=not args.no_download)
+    data = load_cifar10(args.data, download=not args.no_download)  # on a cluster: checks (or fetches) it once here
     print(f"data: {data.source}", file=sys.stderr)
+    if executor.name == "ray":
+        print(f"executor: {executor.where}, each run a task with {executor.resources}", file=sys.stderr)
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort) …" if executor.name == "local" else
+              "\ncancelling the runs not started, stopping the others after their current step (Ctrl-C again to "
+              "abort) …", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
+    lines = _ProgressLines(store)
+    try:
+        states = executor.run(configs, store.root, data, lines.update, stop)
+    finally:
+        lines.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return 0 if all(s.state in ("finished", "stopped") for s in states) else 1
+
+
+class _ProgressLines:
+    """One progress line per run while it trains, then one summary line when it ends."""
+
+    def __init__(self, store):
+        self.store = store
+        self.bars = {}
+
+    def update(self, state) -> None:
+        from tqdm import tqdm
+        if state.done:
+            bar = self.bars.pop(state.key, None)
+            if bar is not None:
+                bar.close()
+            tqdm.write(self._summary(state), file=sys.stdout)
+            return
+        bar = self.bars.get(state.key)
+        if bar is None:
+            bar = self.bars[state.key] = tqdm(total=1, desc=state.label, unit="step", dynamic_ncols=True,
+                                              file=sys.stderr)
+        p = state.progress
+        if p is None:
+            bar.set_postfix_str(state.state + (f" on {state.node}" if state.node else ""), refresh=True)
+            return
+        if bar.total != p.total_steps:  # its first step: the clock starts now, not when it was queued
+            bar.reset(total=p.total_steps)
+        bar.n = p.step
+        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+        if p.test_error is not None:
+            post["test err"] = f"{100 * p.test_error:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    def _summary(self, state) -> str:
+        if state.run_id is None:
+            return f"{state.label}: {state.state} — {state.message}"
+        try:
+            summary = self.store.get(state.run_id).summary()
+        except ResnetVizError as e:
+            return f"{state.label}: {state.state} — {state.message} ({e})  [{state.run_id}]"
+        head = f"{summary['name']}: {state.state} after {state.steps} steps in {state.seconds:.0f}s"
+        if state.state not in ("finished", "stopped", "diverged"):
+            return f"{head} — {state.message}  [{state.run_id}]"
+        return (f"{head} — train loss {_num(summary['final_train_loss'])}, train error "
+                f"{_pct(summary['final_train_error'])}, test error {_pct(summary['final_test_error'])}  "
+                f"[{state.run_id}]")
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+@contextmanager
+def _stop_on_ctrl_c():
+    """An Event that the first Ctrl-C sets (training stops after the step and saves); a second one aborts."""
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -164,33 +274,83 @@ def _run_training(args, configs: list[RunConfig]) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
-    results = []
     try:
-        for config in configs:
-            if stop.is_set():
-                break
-            bar = tqdm(total=1, desc=config.name, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-            def on_progress(p, bar=bar):
-                bar.total = p.total_steps
-                bar.n = p.step
-                post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-                if p.test_error is not None:
-                    post["test err"] = f"{100 * p.test_error:.1f}%"
-                bar.set_postfix(post, refresh=False)
-                bar.refresh()
-
-            result = Trainer(config, data=data, store=store, on_progress=on_progress, stop_event=stop).run()
-            bar.close()
-            results.append(result)
-            summary = store.get(result.run_id).summary()
-            print(f"{config.name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
-                  f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
-                  f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+        yield stop
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    return 0 if all(r.status in ("finished", "stopped") for r in results) else 1
+
+
+@contextmanager
+def _progress_bar(desc: str):
+    """One line of progress on stderr; yields the trainer's on_progress callback."""
+    from tqdm import tqdm
+    bar = tqdm(total=1, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def on_progress(p):
+        bar.total = p.total_steps
+        bar.n = p.step
+        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
+        if p.test_error is not None:
+            post["test err"] = f"{100 * p.test_error:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+    try:
+        yield on_progress
+    finally:
+        bar.close()
+
+
+def _print_result(store, name: str, result) -> None:
+    summary = store.get(result.run_id).summary()
+    print(f"{name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
+          f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
+          f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+
+
+def cmd_extend(args) -> int:
+    from .data import load_cifar10
+    from .extend import check_epochs, check_extendable, epochs_text, prepare_extension
+    from .store import RunStore
+    store = RunStore(args.runs)
+    check_epochs(args.epochs)  # before minutes of loading CIFAR-10
+    run = store.get(args.run_id)
+    check_extendable(run)
+    data_dir = args.data
+    if data_dir is None and run.config.data_dir and Path(run.config.data_dir).expanduser().is_dir():
+        data_dir = run.config.data_dir
+    data = load_cifar10(data_dir, download=not args.no_download)
+    print(f"data: {data.source}", file=sys.stderr)
+    extension = prepare_extension(store, run.id, args.epochs, data=data, device=args.device)
+    for note in extension.notes:
+        print(f"note: {note}", file=sys.stderr)
+    with _stop_on_ctrl_c() as stop:
+        with _progress_bar(f"{run.label} +{epochs_text(args.epochs)}") as on_progress:
+            result = extension.run(on_progress=on_progress, stop_event=stop)
+    _print_result(store, run.label, result)
+    return 0 if result.status in ("finished", "stopped") else 1
+
+
+def cmd_pack(args) -> int:
+    from .packs import pack_runs
+    from .store import RunStore
+    ids = pack_runs(RunStore(args.runs), args.run_ids, args.output)
+    size = Path(args.output).expanduser().stat().st_size
+    print(f"packed {len(ids)} run(s) into {args.output} ({size / 2 ** 20:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def cmd_unpack(args) -> int:
+    from .packs import unpack
+    from .store import RunStore
+    result = unpack(RunStore(args.runs), args.pack, rename_clashes=args.rename)
+    for original, added in result.added:
+        print(added)
+        if added != original:
+            print(f"note: {original} is already in the store, so the incoming copy is {added}", file=sys.stderr)
+    for run_id in result.skipped:
+        print(f"skipped {run_id}: the store already has a run with this id (--rename keeps both)", file=sys.stderr)
+    return 0
 
 
 def _num(v) -> str:
@@ -312,9 +472,9 @@ def cmd_preset(args) -> int:
     print(f"  estimated total: {plan.total_seconds:.0f} s", file=sys.stderr)
     if args.plan_only:
         return 0
-    for name in ("precision", "threads", "runs"):  # what _run_training reads from a train command's arguments
-        if not hasattr(args, name):
-            setattr(args, name, None)
+    for name, default in (("executor", "local"), ("ray_address", None), ("ray_cpus", None)):
+        if not hasattr(args, name):  # what _run_training reads from a train command's arguments
+            setattr(args, name, default)
     started = time.perf_counter()
     code = _run_training(args, [r.config for r in plan.runs])
     print(f"wall time {time.perf_counter() - started:.0f} s (estimated {plan.total_seconds:.0f} s)", file=sys.stderr)
@@ -330,14 +490,23 @@ def main(argv: list[str] | None = None) -> int:
             config = RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=args.name)
             return _run_training(args, [config])
         if args.command == "sweep":
-            models = [_model_config(args, arch, depth).validate()
-                      for arch, depth in itertools.product(args.arch, args.depth)]
-            train = _train_config(args)
-            configs = [RunConfig(model=model, train=dataclasses.replace(train), data_dir=args.data,
-                                 name=f"{args.name}-{model.name}" if args.name else None) for model in models]
+            train, configs = _train_config(args), []
+            seeds = args.seeds if args.seeds is not None else [args.seed]
+            for arch, depth, seed in itertools.product(args.arch, args.depth, seeds):
+                model = _model_config(args, arch, depth).validate()
+                label = model.name if len(seeds) == 1 else f"{model.name} seed {seed}"
+                name = f"{args.name}-{label}" if args.name else None if len(seeds) == 1 else label
+                configs.append(RunConfig(model=model, train=dataclasses.replace(train, seed=seed),
+                                         data_dir=args.data, name=name))
             return _run_training(args, configs)
         if args.command == "preset":
             return cmd_preset(args)
+        if args.command == "extend":
+            return cmd_extend(args)
+        if args.command == "pack":
+            return cmd_pack(args)
+        if args.command == "unpack":
+            return cmd_unpack(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "export":

@@ -19,3 +19,7 @@ class ImageError(ResnetVizError, ValueError):
 
 class RunStoreError(ResnetVizError, RuntimeError):
     """A run that does not exist or cannot be read."""
+
+
+class PackError(ResnetVizError, ValueError):
+    """A lecture pack that cannot be made, or a file that is not a usable lecture pack."""

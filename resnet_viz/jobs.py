@@ -1,21 +1,24 @@
 """A training queue for the app: one background worker per process trains queued runs one after another on the one
-device. Browser sessions submit jobs, watch them and stop them; the worker never touches the UI (the app's pages read
-the jobs' state back on a timer), so it keeps training while users switch pages or rerun scripts.
+device — or, with RESNET_VIZ_EXECUTOR=ray (and RAY_ADDRESS), hands them to a Ray cluster, where they train side by
+side (a classroom server). Browser sessions submit jobs, watch them and stop them; the worker never touches the UI
+(the app's pages read the jobs' state back on a timer), so it keeps training while users switch pages or rerun scripts.
 """
 from __future__ import annotations
 
 import copy
 import itertools
+import os
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .errors import ResnetVizError
+from .errors import ConfigError, ResnetVizError
+from .executors import EXECUTORS, FINAL_STATES, RunState, final_message
 
-FINAL_STATES = ("finished", "stopped", "diverged", "failed", "cancelled")
 APP_RESERVED_CORES = 1  # a CPU core left to the server, so pages render while a run trains
+METRICS_REFRESH_SECONDS = 5.0  # a Ray job's live charts re-read its metrics from the run store this often
 
 
 @dataclass
@@ -31,9 +34,13 @@ class Job:
     progress: object | None = None  # the trainer's latest Progress
     metrics: dict | None = None  # live metrics (host arrays) while running
     layer_names: list[str] | None = None
+    extra_epochs: float | None = None  # set: train run `run_id` this many more epochs (resnet_viz.extend)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     planned_seconds: float | None = None  # the time-budget plan's estimate for this run, if it came from one
     planned_step_seconds: float | None = None  # the measured step time that plan assumed
+    node: str | None = None  # the machine training it
+    ticket: int | None = field(default=None, repr=False)  # its number in the Ray executor, once handed over
+    metrics_read: float = field(default=0.0, repr=False)
 
     @property
     def label(self) -> str:
@@ -45,7 +52,10 @@ class Job:
 
 
 class JobQueue:
-    def __init__(self):
+    def __init__(self, executor: str | None = None, ray_address: str | None = None):
+        self.executor = (executor or os.environ.get("RESNET_VIZ_EXECUTOR") or "local").strip().lower()
+        self.ray_address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        self._ray = None  # the RayExecutor, made by the worker on first use
         self._lock = threading.Lock()
         self._jobs: list[Job] = []
         self._ids = itertools.count(1)
@@ -58,9 +68,12 @@ class JobQueue:
         """Queue runs. `plans`: each run's budget.PlannedRun (or None), for estimates of the whole queue."""
         from .store import RunStore
         from .trainer import resolve_device
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"RESNET_VIZ_EXECUTOR is {self.executor!r}: it must be one of {', '.join(EXECUTORS)}.")
         for c in configs:  # refused at once, with the same message as the CLI's, not after loading the data
             c.validate()
-            resolve_device(c.train.device)
+            if self.executor == "local":
+                resolve_device(c.train.device)
         if configs:
             RunStore(runs_dir).check_writable()
         with self._lock:
@@ -74,14 +87,33 @@ class JobQueue:
             self._wake.notify_all()
         return jobs
 
+    def submit_extension(self, run_id: str, epochs: float, owner: str, runs_dir: str | None = None,
+                         data_dir: str | None = None) -> Job:
+        """Queue "train `epochs` more epochs" for a finished or stopped run; a run that cannot be extended is
+        refused at once (ResnetVizError)."""
+        from .extend import check_epochs, check_extendable, epochs_text
+        from .store import RunStore
+        check_epochs(epochs)
+        run = RunStore(runs_dir).get(run_id)
+        check_extendable(run)
+        label = copy.deepcopy(run.config)  # for the job list; the extension itself reads the run's own config
+        label.name, label.data_dir = f"{run.name} (+{epochs_text(epochs)})", data_dir
+        with self._lock:
+            job = Job(next(self._ids), owner, label, runs_dir, run_id=run_id, extra_epochs=epochs)
+            self._jobs.append(job)
+            self._ensure_worker()
+            self._wake.notify_all()
+        return job
+
     def stop(self, job_id: int) -> None:
         with self._lock:
             for job in self._jobs:
                 if job.id == job_id and not job.done:
-                    if job.state == "queued":
+                    if job.state == "queued" and job.ticket is None:
                         job.state, job.message = "cancelled", "Cancelled before it started."
-                    else:
+                    else:  # the worker passes it on (to the trainer, or to the cluster)
                         job.stop_event.set()
+                    self._wake.notify_all()
 
     def queue_eta(self) -> dict[int, float | None]:
         """Seconds until each unfinished job ends, the queue ahead of it included. The running job's own pace (its
@@ -98,6 +130,9 @@ class JobQueue:
                 speed = min(4.0, max(0.25, p.seconds_per_step / job.planned_step_seconds))
             if left is None:
                 left = job.planned_seconds * speed if job.planned_seconds else None
+            if self.executor == "ray":  # side by side on the cluster: each job's own time
+                out[job.id] = left
+                continue
             if left is None or clock is None:
                 clock = None
             else:
@@ -131,7 +166,8 @@ class JobQueue:
     # -- the worker -----------------------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="resnet_viz-trainer", daemon=True)
+            work = self._work_on_ray if self.executor == "ray" else self._work
+            self._worker = threading.Thread(target=work, name="resnet_viz-trainer", daemon=True)
             self._worker.start()
 
     def _next(self) -> Job | None:
@@ -150,33 +186,38 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         from .data import load_cifar10, subset_note
+        from .executors import train_here
         from .store import RunStore
-        from .trainer import Trainer
 
-        def on_progress(p):
+        def publish(state: RunState):
             with self._lock:
-                job.state = "running"
-                job.run_id = p.run_id
-                job.progress = p
-                job.metrics = p.metrics
-                job.layer_names = p.layer_names
+                job.state, job.run_id, job.node = "running", state.run_id, state.node
+                if state.progress is not None:
+                    job.progress = state.progress
+                    job.metrics = state.progress.metrics
+                    job.layer_names = state.progress.layer_names
 
         try:
             data = load_cifar10(job.config.data_dir)
             note = subset_note(job.config.train.subset, len(data.train_labels))
-            trainer = Trainer(job.config, data=data, store=RunStore(job.runs_dir), on_progress=on_progress, reserve_cores=APP_RESERVED_CORES,
-                              stop_event=job.stop_event)
             with self._lock:
                 job.state = "running"
-            result = trainer.run()
+            if job.extra_epochs:  # an extension trains here, on the run's own files, whatever the executor
+                from .extend import prepare_extension
+
+                def on_progress(p):
+                    publish(RunState(job.id, job.label, run_id=p.run_id, progress=p))
+                extension = prepare_extension(RunStore(job.runs_dir), job.run_id, job.extra_epochs, data=data)
+                result = extension.run(on_progress=on_progress, stop_event=job.stop_event,
+                                       reserve_cores=APP_RESERVED_CORES)
+            else:
+                result = train_here(RunState(job.id, job.label), job.config, RunStore(job.runs_dir).root, data,
+                                    "local", job.stop_event, publish, reserve_cores=APP_RESERVED_CORES)
             with self._lock:
                 job.state, job.run_id = result.status, result.run_id
                 job.layer_names = result.layer_names
                 job.metrics = result.metrics
-                job.message = {"finished": "Finished and saved.",
-                               "stopped": f"Stopped at step {result.steps}; what was trained is saved.",
-                               "diverged": f"Diverged at step {result.diverged_step} (the loss became NaN or "
-                                           f"infinite). Try a lower learning rate."}[result.status]
+                job.message = final_message(result.status, result.steps, result.diverged_step)
                 if note:
                     job.message = f"{job.message} {note}"
         except ResnetVizError as e:
@@ -187,6 +228,95 @@ class JobQueue:
                 job.state = "failed"
                 job.message = f"Training failed: {type(e).__name__}: {e}"
             traceback.print_exc()
+
+
+    # -- the worker, when a Ray cluster trains the jobs ---------------------------------------------------------------
+    def _work_on_ray(self) -> None:
+        """Hand queued jobs to the cluster as they come, pass Stop on, and mirror the runs' states into the jobs."""
+        idle_since = time.time()
+        while True:
+            with self._lock:
+                queued = [j for j in self._jobs if j.state == "queued" and j.ticket is None]
+                stopping = [j for j in self._jobs if j.ticket is not None and not j.done and j.stop_event.is_set()]
+                active = {j.ticket: j for j in self._jobs if j.ticket is not None and not j.done}
+                if not queued and not active:
+                    if time.time() - idle_since > 30:
+                        return  # idle: let the thread end; the next submit starts a new one
+                    self._wake.wait(timeout=1.0)
+                    continue
+            idle_since = time.time()
+            try:
+                executor = self._ray_executor()
+            except ResnetVizError as e:  # no Ray, or no cluster at that address: every queued job says why
+                with self._lock:
+                    for job in queued:
+                        job.state, job.message = "failed", str(e)
+                continue
+            try:
+                for job in queued:
+                    self._hand_over(executor, job)
+                for job in stopping:
+                    executor.stop(job.ticket)
+                    job.stop_event.clear()  # told once
+                for state in executor.finished(timeout=0.5):
+                    self._mirror(active.get(state.key), state, final=True)
+                for ticket, state in executor.states().items():
+                    self._mirror(active.get(ticket), state, final=False)
+            except Exception as e:  # the cluster went away: say so on every job it held, start afresh next time
+                traceback.print_exc()
+                with self._lock:
+                    for job in active.values():
+                        job.state, job.message = "failed", f"Lost the Ray cluster: {type(e).__name__}: {e}"
+                self._ray = None
+
+    def _ray_executor(self):
+        if self._ray is None:
+            from .executors import RayExecutor
+            self._ray = RayExecutor(self.ray_address)
+        return self._ray
+
+    def _hand_over(self, executor, job: Job) -> None:
+        from .data import load_cifar10
+        if job.state != "queued":  # cancelled meanwhile
+            return
+        try:
+            # Here, once per data folder (then memoised): a missing folder fails now, with the usual message,
+            # and the default one is downloaded before any node needs it.
+            load_cifar10(job.config.data_dir)
+            ticket = executor.submit(job.config, job.runs_dir)
+        except ResnetVizError as e:
+            with self._lock:
+                job.state, job.message = "failed", str(e)
+            return
+        with self._lock:
+            if job.state == "cancelled":  # stopped while its data was checked
+                executor.stop(ticket)
+            job.ticket = ticket
+
+    def _mirror(self, job: Job | None, state: RunState, final: bool) -> None:
+        if job is None or (state.done and not final):  # a run's end is taken from `finished` only
+            return
+        with self._lock:
+            if state.state != "queued":
+                job.state = state.state
+            job.run_id, job.node = state.run_id, state.node
+            if state.progress is not None:
+                job.progress = state.progress
+            if final:
+                job.message = state.message
+        if state.run_id and (final or time.time() - job.metrics_read > METRICS_REFRESH_SECONDS):
+            self._read_metrics(job)
+
+    def _read_metrics(self, job: Job) -> None:
+        """The live charts of a run trained elsewhere: its metrics as last saved to the shared run store."""
+        from .store import RunStore
+        try:
+            run = RunStore(job.runs_dir).get(job.run_id)
+            metrics, names = run.metrics, run.layer_names
+        except ResnetVizError:
+            return  # not saved yet, or being replaced: the next refresh will do
+        with self._lock:
+            job.metrics, job.layer_names, job.metrics_read = metrics, names, time.time()
 
 
 _QUEUE: JobQueue | None = None

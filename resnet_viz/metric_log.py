@@ -38,6 +38,28 @@ class MetricArrays:
         self.evals["eval_step"].append(step)
         self.evals["eval_time"].append(elapsed)
 
+    def restore(self, saved: dict[str, np.ndarray], steps: int) -> None:
+        """Take over the first `steps` steps of a saved run (arrays as `as_dict` wrote them), so training continues
+        at step `steps`: per-step values and gradient-norm and probe rows before it, evaluations up to it.
+        Raises ValueError where the saved arrays do not fit these (too short, other layers or intervals)."""
+        if len(saved["loss"]) < steps:
+            raise ValueError(f"the saved curves end at step {len(saved['loss'])}, before step {steps}")
+        for key in ("loss", "batch_error", "lr"):
+            getattr(self, key)[:steps] = saved[key][:steps]
+        for step_key, rows_key in (("grad_norm_step", "grad_norms"), ("branch_ratio_step", "branch_ratios")):
+            wanted = getattr(self, step_key)[:int(np.searchsorted(getattr(self, step_key), steps))]
+            have = saved.get(step_key, np.zeros(0, np.int64))[:len(wanted)]
+            rows = saved.get(rows_key)
+            if not np.array_equal(have, wanted) or (
+                    len(wanted) and (rows is None or rows.shape[1:] != getattr(self, rows_key).shape[1:])):
+                raise ValueError(f"the saved {rows_key.replace('_', ' ')} do not match this run's layers or interval")
+            if len(wanted):
+                getattr(self, rows_key)[:len(wanted)] = rows[:len(wanted)]
+        kept = np.asarray(saved["eval_step"]) <= steps
+        self.evals["eval_step"] = [int(s) for s in np.asarray(saved["eval_step"])[kept]]
+        for key in EVAL_KEYS + ("eval_time",):
+            self.evals[key] = [float(v) for v in np.asarray(saved[key])[kept]]
+
     def last_evaluation(self, key: str) -> float | None:
         return self.evals[key][-1] if self.evals[key] else None
 
@@ -64,12 +86,13 @@ class MetricArrays:
 class DeviceMetricLog:
     """The last few steps' numbers on the device; `flush` moves them to `host`.
 
-    Steps [0, flushed_to) are on the host. A step's numbers go into slot `step - flushed_to`, so the caller must
-    flush before `window` steps are pending (`flush_due` says when: a full window, or `flush_seconds` of wall time
-    since the last flush, so slow runs still update live)."""
+    Steps [0, flushed_to) are on the host (those before `start` already, for a run that continues). A step's
+    numbers go into slot `step - flushed_to`, so the caller must flush before `window` steps are pending
+    (`flush_due` says when: a full window, or `flush_seconds` of wall time since the last flush, so slow runs still
+    update live)."""
 
     def __init__(self, host: MetricArrays, window: int, n_layers: int, device: torch.device,
-                 grad_every: int = 1, record_grads: bool = True, flush_seconds: float = 2.0):
+                 grad_every: int = 1, record_grads: bool = True, flush_seconds: float = 2.0, start: int = 0):
         self.host = host
         self.window = window
         self.grad_every = grad_every
@@ -79,8 +102,8 @@ class DeviceMetricLog:
         self.error = torch.zeros(window, device=device)
         self.grad_norms = torch.zeros(window, n_layers, device=device)
         self.branch_ratios: list[torch.Tensor] = []  # one probe row each
-        self.flushed_to = 0
-        self.probes_flushed = 0
+        self.flushed_to = start  # a continued run's host arrays already hold the steps before `start`
+        self.probes_flushed = int(np.searchsorted(host.branch_ratio_step, start))
         self.last_flush_time = time.perf_counter()
 
     def wants_grad_norms(self, step: int) -> bool:

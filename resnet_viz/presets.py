@@ -70,7 +70,7 @@ def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: T
                 ) -> list[RunConfig]:
     """The preset's runs, each trained with the recipe for `steps` steps on all the training images."""
     train = recipe_for_steps(steps, base)
-    train = replace(train, epochs=steps * train.batch_size / 50_000, subset=None)
+    train = replace(train, epochs=steps / (50_000 // train.batch_size), subset=None)
     return [RunConfig(model=m, train=replace(train), data_dir=data_dir, name=f"{m.name} · {preset.key}")
             for m in preset.models]
 

@@ -3,7 +3,8 @@
     <root>/<run id>/config.json          RunConfig, id, name, creation time
                     status.json          status, step, heartbeat, pid/host of the writer, messages
                     metrics.safetensors  per-step and per-evaluation arrays (+ layer names in the metadata)
-                    checkpoint.safetensors  the model's state_dict (never pickle)
+                    checkpoint.safetensors  the model's state_dict (never pickle), and under "trainer/" what it
+                                            takes to continue training exactly (resnet_viz.extend)
 
 Every write goes to a temporary file in the same directory and is renamed over the old one, so a reader (or a crash)
 never sees half a file: a run whose process died keeps the metrics of its last flush and is shown as "interrupted".
@@ -37,6 +38,8 @@ HEARTBEAT_STALE_S = 60.0  # a "running" run whose heartbeat is this old is taken
 STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats (status.json without one)
 PER_STEP_KEYS = ("loss", "batch_error", "lr")
 PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
+RUN_FILES = ("config.json", "status.json", "metrics.safetensors", "checkpoint.safetensors")
+TRAINING_STATE_PREFIX = "trainer/"  # checkpoint keys that are not the model's: momentum, data order
 
 
 def default_runs_dir() -> Path:
@@ -58,6 +61,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    _atomic_write(path, write)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     _atomic_write(path, write)
@@ -219,6 +231,8 @@ class Run:
             "diverged_step": self.status.get("diverged_step"),
             "message": self.status.get("message"),
             "device": self.status.get("device"),
+            "executor": self.status.get("executor"),  # local or ray, and the machine that trained it
+            "node": self.status.get("node"),
             "seconds": self.status.get("seconds"),
             "has_checkpoint": self.has_checkpoint,
         }
@@ -283,12 +297,22 @@ class RunWriter:
             metadata["branch_names"] = json.dumps(branch_names)
         _atomic_write(self.path / "metrics.safetensors", lambda tmp: save_file(arrays, tmp, metadata=metadata))
 
-    def write_checkpoint(self, model) -> None:
+    def write_checkpoint(self, model, training_state: dict | None = None, metadata: dict[str, str] | None = None
+                         ) -> None:
+        """The model's state_dict, plus `training_state` tensors (keys under TRAINING_STATE_PREFIX) and string
+        `metadata`, in one file: weights and the state to continue from them are replaced together."""
         from safetensors.torch import save_file
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        for key, tensor in (training_state or {}).items():
+            assert key.startswith(TRAINING_STATE_PREFIX), key
+            state[key] = tensor.detach().to("cpu").contiguous()
         config = (self.path / "config.json").read_text(encoding="utf-8")
         _atomic_write(self.path / "checkpoint.safetensors",
-                      lambda tmp: save_file(state, tmp, metadata={"config": config}))
+                      lambda tmp: save_file(state, tmp, metadata={**(metadata or {}), "config": config}))
+
+    def write_config(self, meta: dict) -> None:
+        """Replace config.json: {"id", "name", "created", "config", …} as RunStore.create wrote it."""
+        atomic_write_json(self.path / "config.json", meta)
 
 
 class RunStore:
@@ -327,6 +351,13 @@ class RunStore:
             raise RunStoreError(f"Cannot save a run in {self.root}: {e.strerror or e}.") from e
         return writer
 
+    def open_writer(self, run_id: str) -> RunWriter:
+        """A writer for an existing run, keeping its status fields (extending a run writes to it in place)."""
+        run = self.get(run_id)
+        writer = RunWriter(run.path, run.id)
+        writer._status = dict(run.status)
+        return writer
+
     # -- reading --------------------------------------------------------------------------------------------------
     def _path(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
@@ -347,7 +378,7 @@ class RunStore:
             created = float(meta["created"]) if "created" in meta else path.stat().st_mtime
         except FileNotFoundError as e:
             raise RunStoreError(f"{path.name}: not a run directory (no {Path(e.filename).name}).") from e
-        except (ValueError, KeyError, TypeError, OSError, RecursionError, ResnetVizError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError, ResnetVizError) as e:
             raise RunStoreError(f"{path.name}: its config or status cannot be read ({e}).") from e
         if status["status"] == "running" and self._writer_is_dead(status):
             status = dict(status, status="interrupted",
@@ -398,7 +429,7 @@ class RunStore:
 
     def load_model(self, run_id: str, device="cpu"):
         """The trained model of a run, in eval mode."""
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
         from .models import build_model
         run = self.get(run_id)
@@ -407,8 +438,9 @@ class RunStore:
                                 f"stopped runs keep a checkpoint.")
         model = build_model(run.config.model)
         try:
-            state = load_file(str(run.path / "checkpoint.safetensors"), device=str(device))
-            model.load_state_dict(state)
+            with safe_open(str(run.path / "checkpoint.safetensors"), framework="pt", device=str(device)) as f:
+                model.load_state_dict({k: f.get_tensor(k) for k in f.keys()
+                                       if not k.startswith(TRAINING_STATE_PREFIX)})
         except Exception as e:
             raise RunStoreError(f"Run {run.name!r}: its checkpoint cannot be loaded ({e}).") from e
         return model.to(device).eval()

@@ -4,6 +4,9 @@ The hot loop follows airbench: the (subset of the) training set lives on the tra
 and normalisation are batched tensor ops there, and per-step numbers (loss, batch error, gradient norms) are written
 into small device buffers (`metric_log.DeviceMetricLog`) that are copied to the host in bulk at each flush — no
 `.item()` per step. Evaluation (`evaluate`) costs one host sync.
+
+A run can also continue from its checkpoint (`resnet_viz.extend`): the Trainer then starts at the saved step with
+the saved weights, momentum and data order, and appends to the run's curves.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -28,7 +31,11 @@ from .metric_log import DeviceMetricLog, MetricArrays
 from .models import available_memory, build_model, check_fits, weight_layers
 from .store import RunStore, RunWriter
 from .budget import Speed, record_observed, resolve_precision
+from .checkpoint import training_state
 from .threads import ThreadGovernor
+
+if TYPE_CHECKING:
+    from .extend import Extension
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
@@ -119,20 +126,25 @@ def evaluate(model: torch.nn.Module, eval_sets: dict[str, tuple[torch.Tensor, to
 
 @dataclass
 class StepPlan:
-    """How a run's steps are laid out."""
+    """How a run's steps are laid out. A continued run trains steps [start, total); evaluations count from start."""
     batch: int
     steps_per_epoch: int
     total: int
     eval_every: int
+    start: int = 0
 
     @classmethod
-    def for_run(cls, n_train: int, tc) -> "StepPlan":
+    def for_run(cls, n_train: int, tc, start: int = 0) -> "StepPlan":
         batch = min(tc.batch_size, n_train)
         steps_per_epoch = max(1, n_train // batch)  # drop the ragged last batch: BN sees equal batches
         total = max(1, round(tc.epochs * steps_per_epoch))
         if tc.max_steps:
             total = min(total, tc.max_steps)
-        return cls(batch, steps_per_epoch, total, eval_every=tc.eval_every or max(1, total // 12))
+        return cls(batch, steps_per_epoch, total, eval_every=tc.eval_every or max(1, (total - start) // 12),
+                   start=start)
+
+    def evaluates_at(self, step: int) -> bool:
+        return (step - self.start) % self.eval_every == 0 or step == self.total
 
 
 @dataclass
@@ -207,12 +219,14 @@ def eval_divergence(evals: dict[str, list], step: int) -> str | None:
 
 
 class Trainer:
-    """Trains one run. `request_stop()` may be called from any thread; the loop honours it within one step."""
+    """Trains one run. `request_stop()` may be called from any thread; the loop honours it within one step.
+    With `resume` (see `resnet_viz.extend.extend_run`) it continues a saved run in place instead of starting one."""
 
     def __init__(self, config: RunConfig, data: Cifar10Tensors | None = None, store: RunStore | None = None,
                  on_progress: Callable[[Progress], None] | None = None, stop_event: threading.Event | None = None,
-                 save: bool = True, reserve_cores: int = 0):
+                 save: bool = True, reserve_cores: int = 0, resume: "Extension | None" = None):
         self.config = config.validate()
+        self.resume = resume
         self.data = data
         self.store = store if store is not None else (RunStore() if save else None)
         self.on_progress = on_progress
@@ -221,6 +235,7 @@ class Trainer:
         self.reserve_cores = reserve_cores  # CPU cores left free, e.g. for the app's server to render pages
         # The run's state, set up by _train for its helpers _evaluate, _report and _save:
         self._run_id, self._device, self._started, self._eval_seconds = "unsaved", None, 0.0, 0.0
+        self._time_offset = resume.previous_seconds if resume else 0.0  # the run's wall time before this session
         self._plan: StepPlan | None = None
         self._metrics: MetricArrays | None = None
         self._layer_names: list[str] = []
@@ -235,7 +250,9 @@ class Trainer:
         tc = cfg.train
         device = resolve_device(tc.device)
         check_fits(cfg.model, tc.batch_size, device)
-        if self.store is not None:
+        if self.resume is not None:
+            self.writer = self.resume.writer
+        elif self.store is not None:
             self.writer = self.store.create(cfg)
         run_id = self.writer.id if self.writer else "unsaved"
         try:
@@ -278,6 +295,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model).to(device)
+        if self.resume:
+            self.resume.load_weights(model)
         channels_last = device.type in ("cuda", "cpu")  # faster convs on both (oneDNN on CPU: ~15% at depth 56)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -286,12 +305,16 @@ class Trainer:
         weights = [m.weight for _, m in named]
 
         train_x, train_y, eval_sets = self._prepare_data(device)
-        plan = self._plan = StepPlan.for_run(len(train_y), tc)
+        plan = self._plan = StepPlan.for_run(len(train_y), tc, start=self.resume.start if self.resume else 0)
         self._precision = precision = resolve_precision(tc.precision, cfg.model, plan.batch, device)
         self._pace_marks: list[tuple[int, float]] = []  # (step, training seconds): the recent pace, for the ETA
         optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                     weight_decay=tc.weight_decay)
-        generator = torch.Generator(device=device).manual_seed(tc.seed)
+        if self.resume:
+            self.resume.load_momentum(model, optimizer)
+            generator, perm, perm_start = self.resume.data_order(device)
+        else:
+            generator, perm, perm_start = torch.Generator(device=device).manual_seed(tc.seed), None, 0
 
         # ‖F(x)‖/‖shortcut(x)‖ per residual block over training: how much each block changes its input as it learns
         self._branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
@@ -300,28 +323,33 @@ class Trainer:
                              len(self._branch_names), tc.branch_ratio_every)
         metrics = self._metrics = MetricArrays(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
                                                len(self._branch_names), tc.branch_ratio_every)
+        if self.resume:
+            self.resume.restore_metrics(metrics)
+        self._evals_before = len(metrics.evals["eval_step"])  # a continued run's, not timed in this session
         log = DeviceMetricLog(metrics, tc.flush_every, len(weights), device, tc.grad_norm_every,
-                              tc.record_grad_norms, FLUSH_SECONDS)
+                              tc.record_grad_norms, FLUSH_SECONDS, start=plan.start)
         last_save_time = time.perf_counter()
         status, diverged_step, message = "finished", None, None
 
         if self.writer is not None:
-            self.writer.set_status("running", step=0, total_steps=plan.total, device=describe_device(device),
-                                   layer_names=len(weights), **self._compute_fields())
+            self.writer.set_status("running", step=plan.start, total_steps=plan.total, message=None,
+                                   device=describe_device(device), layer_names=len(weights), **self._compute_fields())
         model.train()
-        self._evaluate(model, eval_sets, 0, channels_last)
-        self._loop_start = time.perf_counter() - self._started - self._eval_seconds  # training seconds before step 0
-        self._pace_marks.append((0, self._loop_start))
-        step = 0
+        if metrics.last_evaluation("eval_step") != plan.start:
+            self._evaluate(model, eval_sets, plan.start, channels_last)
+        self._loop_start = time.perf_counter() - self._started - self._eval_seconds  # training seconds before it
+        self._pace_marks.append((plan.start, self._loop_start))
+        step = plan.start
         while step < plan.total and status == "finished":
-            perm = torch.randperm(len(train_y), device=device, generator=generator)
-            for i in range(plan.steps_per_epoch):
+            if perm is None or step >= perm_start + plan.steps_per_epoch:  # a new epoch: a new order
+                perm, perm_start = torch.randperm(len(train_y), device=device, generator=generator), step
+            for i in range(step - perm_start, plan.steps_per_epoch):
                 if step >= plan.total:
                     break
                 if self.stop_event.is_set():
                     status, message = "stopped", f"Stopped by request at step {step} of {plan.total}."
                     break
-                lr = lr_at(step, plan.total, tc)
+                lr = self.resume.lr_at(step, plan.total) if self.resume else lr_at(step, plan.total, tc)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 metrics.lr[step] = lr
@@ -353,7 +381,7 @@ class Trainer:
                                    f"lower learning rate or a warm-up.")
                         break
                     self._report(step)
-                if step % plan.eval_every == 0 or step == plan.total:
+                if plan.evaluates_at(step):
                     self._evaluate(model, eval_sets, step, channels_last)
                     if (message := eval_divergence(metrics.evals, step)) is not None:
                         status, diverged_step = "diverged", step - 1
@@ -370,11 +398,15 @@ class Trainer:
                 status, diverged_step, message = "diverged", max(0, step - 1), divergence
         steps_done = diverged_step + 1 if diverged_step is not None else step
         if status == "finished":
-            self._record_pace(steps_done, plan.batch, len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
-        if self.writer is not None and status in ("finished", "stopped"):
-            self.writer.write_checkpoint(model)
-        self._save(steps_done, status, message=message, diverged_step=diverged_step, finished=time.time(),
-                   images_per_second=steps_done * plan.batch / max(1e-9, time.perf_counter() - self._started))
+            self._record_pace(steps_done - plan.start, plan.batch,
+                              len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
+        checkpoint = None
+        if status in ("finished", "stopped"):
+            checkpoint = (model, *training_state(model, optimizer, generator, steps_done, perm, perm_start,
+                                                 plan.steps_per_epoch))
+        self._save(steps_done, status, checkpoint=checkpoint, message=message, diverged_step=diverged_step,
+                   finished=time.time(), images_per_second=(steps_done - plan.start) * plan.batch
+                   / max(1e-9, time.perf_counter() - self._started))
         self._report(steps_done, status)
         return TrainResult(run_id=run_id, status=status, steps=steps_done, metrics=metrics.as_dict(steps_done),
                            layer_names=self._layer_names, seconds=time.perf_counter() - self._started,
@@ -385,14 +417,14 @@ class Trainer:
         t0 = time.perf_counter()
         values = evaluate(model, eval_sets, channels_last=channels_last)
         self._eval_seconds += time.perf_counter() - t0
-        self._metrics.add_evaluation(step, values, elapsed=time.perf_counter() - self._started)
+        self._metrics.add_evaluation(step, values, elapsed=self._time_offset + time.perf_counter() - self._started)
 
     def _record_pace(self, steps: int, batch: int, images_per_eval: int) -> None:
         """Teach the time-budget planner this run's real pace (see budget.record_observed)."""
         if steps < 20 or len(self._threads_used) > 1 or self._device.type not in ("cpu", "cuda"):
             return
         training = time.perf_counter() - self._started - self._eval_seconds - self._loop_start
-        n_evals = len(self._metrics.evals["eval_step"])
+        n_evals = len(self._metrics.evals["eval_step"]) - self._evals_before
         speed = Speed(step_seconds=training / steps,
                       eval_image_seconds=self._eval_seconds / max(1, n_evals * images_per_eval),
                       precision=self._precision, threads=next(iter(self._threads_used), 0))
@@ -425,26 +457,29 @@ class Trainer:
         metrics, plan = self._metrics, self._plan
         elapsed = time.perf_counter() - self._started
         training_seconds = elapsed - self._eval_seconds
-        n_evals = len(metrics.evals["eval_step"])
-        evals_left = len([s for s in range(step + 1, plan.total + 1) if s % plan.eval_every == 0 or s == plan.total])
+        n_evals = len(metrics.evals["eval_step"]) - self._evals_before
+        evals_left = len([s for s in range(step + 1, plan.total + 1) if plan.evaluates_at(s)])
         recent = metrics.loss[max(0, step - self.config.train.flush_every):step]
         self.on_progress(Progress(
             run_id=self._run_id, label=self.config.model.name, step=step, total_steps=plan.total,
             epoch=step / plan.steps_per_epoch,
             loss=float(np.nanmean(recent)) if len(recent) and np.isfinite(recent).any() else float("nan"),
             lr=float(metrics.lr[max(0, step - 1)]), elapsed=elapsed,
-            images_per_second=step * plan.batch / max(1e-9, elapsed - self._eval_seconds), status=state,
+            images_per_second=(step - plan.start) * plan.batch / max(1e-9, elapsed - self._eval_seconds), status=state,
             test_error=metrics.last_evaluation("test_error"), train_error=metrics.last_evaluation("train_error"),
             metrics=metrics.as_dict(step), layer_names=self._layer_names,
-            seconds_per_step=self._pace(step, training_seconds) if step > 0 else None, evals_left=evals_left,
+            seconds_per_step=self._pace(step, training_seconds) if step > plan.start else None, evals_left=evals_left,
             seconds_per_eval=self._eval_seconds / max(1, n_evals)))
 
-    def _save(self, step: int, state: str, **extra) -> None:
+    def _save(self, step: int, state: str, checkpoint: tuple | None = None, **extra) -> None:
         if self.writer is None:
             return
         self.writer.write_metrics(self._metrics.as_dict(step), self._layer_names, self._branch_names)
+        if checkpoint is not None:  # after the curves, so a checkpoint never runs ahead of them
+            self.writer.write_checkpoint(*checkpoint)
         self.writer.set_status(state, step=step, total_steps=self._plan.total, device=describe_device(self._device),
-                               seconds=time.perf_counter() - self._started, **self._compute_fields(), **extra)
+                               seconds=self._time_offset + time.perf_counter() - self._started,
+                               **self._compute_fields(), **extra)
 
 
 def train(config: RunConfig, **kwargs) -> TrainResult:

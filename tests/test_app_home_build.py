@@ -143,18 +143,31 @@ def test_build_choices_survive_in_session_state():
     assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
 
 
-def test_home_preset_queues_runs_and_opens_train(tmp_path, monkeypatch):
+def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch):
+    """Home's button opens the Train page with that experiment's plan (steps, estimated time): nothing starts
+    before the lecturer has seen it."""
+    import torch
+
     from cifar_fixtures import write_python_batches
-    from resnet_viz.jobs import job_queue
-    from resnet_viz.store import RunStore
+    from resnet_viz import budget
+    from resnet_viz.config import ModelConfig
+    from resnet_viz.jobs import JobQueue
+    monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
     monkeypatch.setenv("RESNET_VIZ_DATA", str(write_python_batches(tmp_path / "cifar", 4, 2)))
+    monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path / "cache"))
+    for depth in (20, 56):  # known speeds: nothing is timed
+        for threads in range(1, 9):
+            for precision in ("fp32", "bf16"):
+                budget.record_observed(ModelConfig(depth=depth), 128, torch.device("cpu"),
+                                       budget.Speed(0.05 * depth / 20, 1e-4, precision, threads))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    at.button(key="home_preset_degradation").click().run()
+    at.button(key="home_preset_fix").click().run()
     no_exception(at)
     assert at.title[0].value == "Train"  # switched to the Train page
-    assert job_queue().wait(120)
-    runs = RunStore(tmp_path / "runs").list()
-    assert sorted(r.label for r in runs) == ["plain-20", "plain-56"] and all(r.state == "finished" for r in runs)
+    assert list(at.dataframe[0].value["run"]) == ["resnet-20", "resnet-56"]
+    assert any("Estimated total" in m.value for m in at.markdown)
+    from resnet_viz.jobs import job_queue
+    assert not job_queue().jobs()
 
 
 def test_build_depth_1202_is_quick_and_says_what_it_leaves_out():

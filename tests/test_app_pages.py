@@ -147,7 +147,7 @@ def test_train_page_absurd_depth_is_refused_not_built(tmp_path, data_dir, monkey
     """Issue 9.1: a valid 6n+2 that took the whole server down."""
     at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
     at.text_input(key="keep_train_depths").set_value("1000000004")
-    at.button[-1].click().run()
+    at.button(key="queue_custom").click().run()
     no_exception(at)
     assert any("2,000" in e.value for e in at.error)
     assert job_queue().jobs(owner=None) == [] or all(j.config.model.depth != 1_000_000_004 for j in job_queue().jobs())
@@ -163,7 +163,7 @@ def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
     at.number_input(key="keep_train_epochs").set_value(1.0)
     at.number_input(key="keep_train_subset").set_value(0)
     at.number_input(key="keep_train_batch").set_value(32)
-    at.button[-1].click().run()  # the form's submit button
+    at.button(key="queue_custom").click().run()  # the form's submit button
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
     assert job_queue().wait(TIMEOUT)
@@ -178,11 +178,11 @@ def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
 def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):
     at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
     at.text_input(key="keep_train_depths").set_value("21")
-    at.button[-1].click().run()
+    at.button(key="queue_custom").click().run()
     no_exception(at)
     assert any("6n+2" in e.value for e in at.error)
     at.text_input(key="keep_train_depths").set_value("twenty")
-    at.button[-1].click().run()
+    at.button(key="queue_custom").click().run()
     assert any("whole numbers" in e.value for e in at.error)
 
 
@@ -191,7 +191,7 @@ def test_train_page_missing_data_says_how_to_fix(tmp_path, monkeypatch):
     at = app("pages/2_Train.py", runs, tmp_path / "nothing-here", monkeypatch).run()
     at.text_input(key="keep_train_depths").set_value("8")
     at.multiselect(key="keep_train_archs").set_value(["plain"])
-    at.button[-1].click().run()
+    at.button(key="queue_custom").click().run()
     assert job_queue().wait(TIMEOUT)
     at.run()
     no_exception(at)

@@ -70,3 +70,21 @@ def test_remaining_time_follows_the_runs_own_pace():
     assert budget.remaining_seconds(0, 100, 0.0) is None
     assert budget.remaining_seconds(25, 100, 50.0) == pytest.approx(150.0)
     assert budget.remaining_seconds(25, 100, 50.0, evals_left=3, seconds_per_eval=2.0) == pytest.approx(156.0)
+
+
+def test_device_check_runs_at_tiny_sizes_on_a_cpu(tmp_path):
+    """benchmarks/device_check.sh is the one command for a GPU machine; here it runs its CPU path end to end."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cifar_fixtures import write_python_batches
+    root = Path(__file__).resolve().parents[1]
+    data = write_python_batches(tmp_path / "data")
+    env = {**os.environ, "PYTHON": sys.executable, "RESNET_VIZ_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(["bash", str(root / "benchmarks" / "device_check.sh"), "--tiny", "--data", str(data)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| resnet-8 (width ×0.25) | 16 |" in out.stdout and "| resnet-8 (width ×0.25) | 32 |" in out.stdout
+    assert "skipped (CUDA only)" in out.stdout and "degradation" in out.stdout

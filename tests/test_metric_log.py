@@ -58,3 +58,39 @@ def test_flush_is_due_after_the_time_limit():
     log.flush(0, now=100.0)
     assert not log.flush_due(1, now=101.0) and log.flush_due(1, now=102.5)
     assert log.flush(0) is None  # nothing pending: no copy, no divergence
+
+
+def test_restore_takes_over_a_saved_run_and_logging_goes_on_from_there():
+    import pytest
+    host, log = make_log()
+    losses = np.linspace(2.0, 1.0, TOTAL)
+    run_steps(log, range(0, 4), losses)
+    log.flush(4)
+    run_steps(log, range(4, 6), losses)
+    log.record_branch_ratios(torch.tensor([0.5, 0.25]))
+    log.record_branch_ratios(torch.tensor([0.4, 0.2]))
+    log.flush(6)
+    host.add_evaluation(0, {k: 0.5 for k in ("train_loss", "train_error", "test_loss", "test_error")}, 1.0)
+    host.add_evaluation(6, {k: 0.25 for k in ("train_loss", "train_error", "test_loss", "test_error")}, 2.0)
+    saved = host.as_dict(6)
+
+    longer = MetricArrays(TOTAL + 4, LAYERS, 2, True, 2, 3)
+    longer.restore(saved, 4)  # steps 0-3 kept; the rows of steps 4 and 5 and the evaluation at 6 dropped
+    np.testing.assert_array_equal(longer.loss[:4], saved["loss"][:4])
+    assert np.isnan(longer.loss[4:]).all()
+    np.testing.assert_array_equal(longer.grad_norms[:2], saved["grad_norms"][:2])
+    assert np.isnan(longer.grad_norms[2:]).all()
+    np.testing.assert_array_equal(longer.branch_ratios[:2], saved["branch_ratios"])
+    assert longer.evals["eval_step"] == [0]
+    resumed = DeviceMetricLog(longer, WINDOW, LAYERS, torch.device("cpu"), 2, True, start=4)
+    run_steps(resumed, range(4, 7), np.arange(TOTAL, dtype=float))
+    resumed.flush(7)
+    np.testing.assert_array_equal(longer.loss[4:7], [4, 5, 6])
+    assert np.isfinite(longer.grad_norms[2:4]).all()
+
+    with pytest.raises(ValueError, match="end at step 6"):
+        MetricArrays(TOTAL, LAYERS, 2, True, 2, 3).restore(saved, 8)
+    with pytest.raises(ValueError, match="grad norms"):
+        MetricArrays(TOTAL, LAYERS, 3, True, 2, 3).restore(saved, 6)  # another gradient-norm interval
+    with pytest.raises(ValueError, match="grad norms"):
+        MetricArrays(TOTAL, LAYERS + 1, 2, True, 2, 3).restore(saved, 6)  # other layers

@@ -16,14 +16,15 @@ from views.presets import fmt_duration
 STATUS = {"queued": ":material/schedule: queued", "loading data": ":material/download: loading data",
           "running": ":material/directions_run: training", "finished": ":green[:material/check_circle:] finished",
           "stopped": ":material/stop_circle: stopped", "diverged": ":red[:material/error:] diverged",
-          "failed": ":red[:material/cancel:] failed", "cancelled": ":material/block: cancelled"}
+          "failed": ":red[:material/cancel:] failed", "cancelled": ":material/block: cancelled",
+          "interrupted": ":red[:material/cancel:] interrupted"}
 
 
 def _progress_text(job: Job, position: int | None, eta: float | None) -> str:
     p = job.progress
     parts = []
     if position is not None:
-        parts.append("training now" if position == 0 else f"#{position + 1} in the queue")
+        parts.append("training now" if position == 0 or job.state == "running" else f"#{position + 1} in the queue")
     if p is not None:
         parts.append(f"step {p.step:,}/{p.total_steps:,} · epoch {p.epoch:.2f} · loss {p.loss:.3f} · "
                      f"{p.images_per_second:,.0f} img/s")
@@ -39,12 +40,12 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
     with st.container(border=True):
         top, stop = st.columns([5, 1])
         mine = " (this tab)" if job.owner == ui.session_id() else ""
-        top.markdown(f"**{job.label}**{mine} — {STATUS.get(job.state, job.state)}")
+        node = f" on `{job.node}`" if queue.executor == "ray" and job.node else ""
+        top.markdown(f"**{job.label}**{mine} — {STATUS.get(job.state, job.state)}{node}")
         if not job.done and stop.button("Stop", key=f"stop_{job.id}",
                                         help="Stops within one step and keeps what was trained; a queued run is "
                                              "taken off the queue."):
-            queue.stop(job.id)
-            st.rerun(scope="fragment")
+            queue.stop(job.id)  # the card shows it at the next refresh, within a second
         p = job.progress
         text = _progress_text(job, position, eta)
         if p is not None:
@@ -85,7 +86,6 @@ def live_jobs() -> None:
                      + (f", all done in {fmt_duration(total)})" if total is not None and pending else ")"))
     if len(pending) < len(jobs) and clear.button("Clear finished", key="clear_finished"):
         queue.clear_finished()
-        st.rerun(scope="fragment")
     positions = {j.id: i for i, j in enumerate(pending)}
     for job in jobs:
         _job_card(job, positions.get(job.id), etas.get(job.id))

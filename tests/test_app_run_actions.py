@@ -1,0 +1,97 @@
+"""AppTest for the Compare runs page's run actions: import a lecture pack, pack runs, train a run further."""
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cifar_fixtures import train_tiny_pair, write_python_batches
+from resnet_viz.jobs import job_queue
+from resnet_viz.packs import pack_bytes
+from resnet_viz.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages/5_Compare_runs.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory, data_dir) -> bytes:
+    store = RunStore(train_tiny_pair(tmp_path_factory.mktemp("gpu-box"), data_dir, epochs=1))
+    return pack_bytes(store, [r.id for r in store.list()])
+
+
+def page(runs: Path, data: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
+    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def import_file(at: AppTest, name: str, content: bytes, keep_both: bool = False) -> AppTest:
+    at.file_uploader(key="import_pack").set_value((name, content, "application/zip")).run()
+    at.checkbox(key="import_keep_both").set_value(keep_both)
+    at.button(key="import_button").click().run()
+    no_exception(at)
+    return at
+
+
+def test_import_box_fills_an_empty_store_and_never_overwrites(pack, data_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "laptop-runs"
+    at = page(runs, data_dir, monkeypatch).run()
+    no_exception(at)
+    assert any("store is empty" in i.value for i in at.info)
+    assert at.button(key="import_button").disabled  # nothing uploaded yet
+
+    import_file(at, "lecture.zip", pack)
+    assert any("Imported 2 run(s) from lecture.zip" in s.value for s in at.success), [s.value for s in at.success]
+    assert len(RunStore(runs).list()) == 2
+    assert not any("store is empty" in i.value for i in at.info)  # the page lists the new runs at once
+    assert len(at.multiselect(key="keep_compare_runs").value) == 2
+
+    before = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    import_file(at, "lecture.zip", pack)
+    assert any("Skipped 2 run(s)" in w.value and "nothing was overwritten" in w.value for w in at.warning)
+    assert {p: p.read_bytes() for p in before} == before and len(RunStore(runs).list()) == 2
+
+    import_file(at, "lecture.zip", pack, keep_both=True)
+    assert any("Imported 2 run(s)" in s.value for s in at.success) and len(RunStore(runs).list()) == 4
+
+
+def test_import_box_explains_a_bad_file(data_dir, tmp_path, monkeypatch):
+    at = page(tmp_path / "runs", data_dir, monkeypatch).run()
+    import_file(at, "holiday-photos.zip", b"definitely not a zip")
+    assert [e.value for e in at.error] == ["holiday-photos.zip is not a lecture pack: it is not a zip file, or a "
+                                           "damaged one."]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_pack_download_and_train_further(pack, data_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    at = page(runs, data_dir, monkeypatch).run()
+    import_file(at, "lecture.zip", pack)
+    download = at.get("download_button")
+    assert any("as a lecture pack" in d.proto.label and not d.proto.disabled for d in download)
+
+    store = RunStore(runs)
+    run = store.list()[0]
+    steps_before = run.status["step"]
+    at.selectbox(key="extend_pick").set_value(run.id)
+    at.number_input(key="extend_epochs").set_value(2.0)
+    at.button(key="extend_button").click().run()
+    no_exception(at)
+    assert any("for 2 epochs more" in s.value for s in at.success), [e.value for e in at.error]
+    assert job_queue().wait(TIMEOUT)
+    extended = store.get(run.id)
+    assert extended.state == "finished" and extended.status["step"] == 3 * steps_before
+    assert len(extended.metrics["loss"]) == 3 * steps_before
+    meta = json.loads((extended.path / "config.json").read_text())
+    assert meta["extensions"][0]["from_step"] == steps_before
