@@ -69,6 +69,7 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
                     key=f"loss_{job.id}")
             with right:
                 ui.plotly(figures.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
+            _spike_note([run])
 
 
 @st.fragment(run_every=1.0)
@@ -98,7 +99,16 @@ def _one_chart(jobs: list[Job]) -> None:
     readable from the back row — instead of two narrow charts per card."""
     drawn = [j for j in jobs if j.metrics is not None and len(j.metrics.get("loss", ())) > 1]
     if drawn:
+        series = [figures.RunSeries.from_run(j) for j in drawn]
         ui.plotly(figures.training_curves(
-            [figures.RunSeries.from_run(j) for j in drawn], metric="loss", title="Loss",
+            series, metric="loss", title="Loss",
             log_y=figures.spans_decades(j.metrics.get(k) for j in drawn for k in ("loss", "train_loss", "test_loss"))),
             key="loss_all")
+        _spike_note(series)
+
+
+def _spike_note(series: list) -> None:
+    """Why an evaluation loss far above the batches' (a deep plain net early on) is not the net blowing up."""
+    note = figures.eval_spike_note(series)
+    if note:
+        st.caption(note)
