@@ -53,10 +53,12 @@ def test_lesion_single_figure_marks_blocks_that_cannot_be_removed():
     fig = figures.lesion_single_figure([S("plain-8", lesion_result(False), False, 8),
                                         S("resnet-8", lesion_result(True), True, 8)])
     by_name = {t.name: t for t in fig.data}
-    stuck = by_name["plain-8: cannot be removed"]
+    stuck = by_name["plain-8: ✕ cannot be removed"]
     assert list(stuck.x) == ["stage2.block1"] and list(stuck.y) == [0]  # not an accuracy: no bar reaches up
-    assert "cannot be removed" in stuck.text[0] and stuck.offsetgroup == "plain-8"
-    assert NOT_REMOVABLE in stuck.customdata[0] and "%{customdata}" in stuck.hovertemplate
+    [mark] = [a for a in fig.layout.annotations if "cannot be removed" in a.text]
+    assert mark.y == 0 and mark.textangle == -90 and NOT_REMOVABLE in mark.hovertext
+    assert mark.x == pytest.approx(1 - 0.4 + 0.2)  # in plain-8's slot (the left of two) at the second block
+    assert list(fig.layout.xaxis.categoryarray) == ["stage1.block1", "stage2.block1", "stage2.block2"]  # depth order
     assert list(by_name["plain-8: block deleted"].x) == ["stage1.block1", "stage2.block2"]
     assert list(by_name["resnet-8: block deleted"].y) == pytest.approx([60, 30, 50])
     assert list(by_name["plain-8: intact (70.0%)"].y) == pytest.approx([70, 70, 70])

@@ -126,15 +126,22 @@ def branch_ratio_training_figure(steps: Any, ratios: Any, block_names: Sequence[
 
 
 # ------------------------------------------------------------------------------------------- 3. lesions ----
+LESION_BARGAP = 0.2  # share of each block's slot left empty between groups of bars
+
+
 def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
                          title: str = "Delete one block at test time (Veit et al. 2016)") -> go.Figure:
-    """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict). A block that
-    cannot be removed gets no bar — there is no accuracy to show — but "✕ cannot be removed" written upwards from
-    the axis in its model's slot, with the reason in its hover. Each model's intact accuracy is a dashed line in its
-    colour; chance is dotted."""
+    """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict), blocks in depth
+    order. A block that cannot be removed gets no bar — there is no accuracy to show — but "✕ cannot be removed"
+    written upwards from the axis in its model's slot, with the reason in its hover. Each model's intact accuracy is
+    a dashed line in its colour; chance is dotted."""
     items = as_analysis_series(series)
+    order: list[str] = []  # every block in depth order, whichever model has it
+    for s in items:
+        order += [b["block"] for b in (s.data or {}).get("blocks", []) if b["block"] not in order]
+    slot = (1 - LESION_BARGAP) / max(len(items), 1)  # each model's bar width, in category units
     fig = go.Figure()
-    for s, color in zip(items, run_colors(items)):
+    for i, (s, color) in enumerate(zip(items, run_colors(items))):
         result = s.data or {}
         base = 100.0 * float(result.get("baseline", float("nan")))
         blocks = list(result.get("blocks", []))
@@ -150,22 +157,26 @@ def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
             hovertemplate=(f"<b>{s.label}</b>, %{{x}} deleted<br>accuracy %{{y:.1f}}% "
                            f"(intact {base:.1f}%, change %{{customdata[0]:+.1f}} points)%{{customdata[1]}}"
                            "<extra></extra>")))
-        if bad:  # not an accuracy: a mark on the axis, in the model's slot, that no bar can be mistaken for
-            fig.add_trace(go.Bar(
-                x=[b["block"] for b in bad], y=[0.0] * len(bad), name=f"{s.label}: cannot be removed",
+        if bad:  # not an accuracy: words on the axis, in the model's slot, that no bar can be mistaken for
+            fig.add_trace(go.Bar(  # zero height: its legend entry names the mark
+                x=[b["block"] for b in bad], y=[0.0] * len(bad), name=f"{s.label}: ✕ cannot be removed",
                 offsetgroup=s.label, legendgroup=s.label, marker=dict(color=NOT_REMOVABLE_COLOR),
-                text=["✕ cannot be removed"] * len(bad), textposition="outside", textangle=-90,
-                textfont=dict(size=11, color="#666666"), cliponaxis=False,
-                customdata=[b.get("reason") or "cannot be removed" for b in bad],
-                hovertemplate=f"<b>{s.label}</b>, %{{x}}<br>cannot be removed: it %{{customdata}}<extra></extra>"))
+                customdata=[b.get("reason") or "cannot be removed" for b in bad], hoverinfo="skip"))
+            for b in bad:
+                fig.add_annotation(
+                    x=order.index(b["block"]) - (1 - LESION_BARGAP) / 2 + slot * (i + 0.5), y=0, yanchor="bottom",
+                    text="✕ cannot be removed", textangle=-90, showarrow=False, font=dict(size=11, color="#666666"),
+                    hovertext=f"<b>{s.label}</b>, {b['block']}: cannot be removed — it "
+                              f"{b.get('reason') or 'has no path around it'}")
         if names:
             fig.add_trace(go.Scatter(
                 x=names, y=[base] * len(names), mode="lines", name=f"{s.label}: intact ({base:.1f}%)",
                 legendgroup=s.label, line=dict(color=color, width=2, dash="dash"),
                 hovertemplate=f"<b>{s.label}</b> intact: {base:.1f}%<extra></extra>"))
     _chance_line(fig, num_classes)
-    base_layout(fig, title, height=460, barmode="group", bargap=0.2)
-    fig.update_xaxes(title_text="deleted block (input → output)", type="category", tickangle=-45)
+    base_layout(fig, title, height=460, barmode="group", bargap=LESION_BARGAP)
+    fig.update_xaxes(title_text="deleted block (input → output)", type="category", tickangle=-45,
+                     categoryorder="array", categoryarray=order)
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     return fig
 
