@@ -152,14 +152,15 @@ def _twin_level(plain: Run, resnet: Run) -> int:
 
 def default_pair(runs: list[Run], count: int) -> list[str]:
     """The closest plain/residual twins (twins of one preset first, then the newest such pair), followed — when more
-    than two are wanted — by the other runs trained with them; with no twins, the newest runs."""
+    than two are wanted — by the other runs trained with them (same name suffix, training and data: a preset's or a
+    sweep's runs); with no twins, the newest runs."""
     pairs = [(_twin_level(p, r), max(p.created, r.created), p, r) for p in runs for r in runs]
     pairs = [pair for pair in pairs if pair[0] > 0]
     if count < 2 or not pairs:
         return [r.id for r in runs[:count]]
     _, _, plain, resnet = max(pairs, key=lambda pair: pair[:2])
     picked = [plain.id, resnet.id]
-    same_batch = [r for r in runs if _batch(r) == _batch(plain) and r.id not in picked and _batch(r)[0]]
+    same_batch = [r for r in runs if _batch(r) == _batch(plain) and r.id not in picked]
     return picked + [r.id for r in same_batch[: count - 2]]
 
 

@@ -94,7 +94,7 @@ with st.container(border=True):
                             help="The paper's three options (§3.3, Table 3). A adds no parameters; B and C add "
                                  "1×1 convolutions. The plain twin has no shortcuts at all.")
     with c_more:
-        batchnorm = st.toggle("Batch normalisation", key=K + "batchnorm",
+        batchnorm = st.toggle("BatchNorm", key=K + "batchnorm",
                               help="BN after every conv, as in the paper. Without it deep plain nets barely train.")
         width = st.number_input("Width ×", min_value=0.0, max_value=16.0, step=0.25, format="%.3f",
                                 key=K + "width",

@@ -82,3 +82,11 @@ def test_eval_loss_spike_is_found_and_explained():
     note = figures.eval_spike_note([RunSeries("plain-56", m, [], residual=False, depth=56),
                                     fake_run(residual=True, depth=20)])
     assert "**plain-56**'s evaluation loss reaches 1.2×10⁵" in note and "resnet-20" not in note and "running averages" in note
+
+
+def test_spike_note_numbers_read_like_a_slide():
+    m = fake_metrics(3, steps=60, evals=6)
+    m["test_loss"] = m["test_loss"].copy()
+    m["test_loss"][0] = 3540.0
+    note = figures.eval_spike_note([RunSeries("resnet-56", m, [], residual=True, depth=56)])
+    assert "reaches 3,540 on the test subset at step 0" in note

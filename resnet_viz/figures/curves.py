@@ -153,7 +153,7 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
 def _readable(x: float) -> str:
     """2.31, 840, 1.2×10⁵: large numbers in powers of ten, as a lecture slide would write them."""
     if x < 1e4:
-        return f"{x:,.3g}"
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
     exponent = math.floor(math.log10(x))
     return f"{x / 10 ** exponent:.2g}×10" + str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
