@@ -32,6 +32,7 @@ def _import_what_the_pages_need() -> None:
     import resnet_viz.gradcam  # noqa: F401
     import resnet_viz.jobs  # noqa: F401
     import resnet_viz.models  # noqa: F401
+    import resnet_viz.summary  # noqa: F401
     import resnet_viz.trainer  # noqa: F401
     from resnet_viz import figures  # noqa: F401
     for name in ("Figure", "Scatter", "Heatmap", "Bar", "Contour", "Surface", "Scatter3d", "Table"):

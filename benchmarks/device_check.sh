@@ -43,11 +43,11 @@ trap 'rm -rf "$RUNS"' EXIT
 echo
 echo "## 1. Throughput: trainer vs the ordinary loop"
 if [ "$CUDA" = 1 ] && [ "$TINY" = 0 ]; then
-  $PY benchmarks/train_throughput.py --depths 20 56 --archs residual --batch-sizes 128 512 --precision bf16 \
+  $PY -m benchmarks.train_throughput --depths 20 56 --archs residual --batch-sizes 128 512 --precision bf16 \
       --steps 40 --warmup 10 "${DATA_ARGS[@]}"
 else
   echo "(no CUDA GPU or --tiny: tiny sizes on $( [ "$CUDA" = 1 ] && echo the GPU || echo the CPU ); the numbers only show that the path runs)"
-  $PY benchmarks/train_throughput.py --depths 8 --archs residual --batch-sizes 16 32 --width 0.25 --precision fp32 \
+  $PY -m benchmarks.train_throughput --depths 8 --archs residual --batch-sizes 16 32 --width 0.25 --precision fp32 \
       --steps 2 --warmup 1 "${DATA_ARGS[@]}"
 fi
 

@@ -1,6 +1,6 @@
 """Training throughput: resnet_viz's trainer vs a loop written the ordinary way, same model, batch and device.
 
-    python benchmarks/train_throughput.py [--depths 20 56 110] [--steps 20] [--warmup 5] [--data DIR]
+    python -m benchmarks.train_throughput [--depths 20 56 110] [--steps 20] [--warmup 5] [--data DIR]
 
 For each plain/residual depth it measures images/second of
   * ours+grads  — resnet_viz.trainer.Trainer as the app runs it: every weight layer's gradient norm at every step,
@@ -26,11 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resnet_viz.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from resnet_viz.data import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10  # noqa: E402
-from resnet_viz.models import build_model  # noqa: E402
-from resnet_viz.trainer import Trainer, describe_device, resolve_device  # noqa: E402
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.data import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10
+from resnet_viz.models import build_model
+from resnet_viz.trainer import Trainer, describe_device, resolve_device
 
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 UNPACKED = Path(os.environ.get("RESNET_VIZ_BENCH_DATA", Path.home() / ".cache" / "resnet_viz" / "cifar10-jpeg"))

@@ -5,18 +5,14 @@ resnet_viz.
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run /elsewhere/app.py` still finds the package
-    sys.path.insert(0, str(ROOT))
-
-import ui  # noqa: E402
-from resnet_viz.figures import residual_block_diagram  # noqa: E402
+import ui
+from resnet_viz.figures import residual_block_diagram
+from views.pages import HOME, PAGES, link_label
 
 ui.page_setup("Home", "🧱")
 
@@ -159,17 +155,6 @@ with c3:
     st.caption(f"`{runs.resolve()}`")
 
 st.subheader("Where to go next")
-NEXT = (
-    ("pages/1_Build.py", "**Build** — pick a depth, see a ResNet and its plain twin side by side",
-     ":material/construction:"),
-    ("pages/2_Train.py", "**Train** — train a plain net and its ResNet twin", ":material/model_training:"),
-    ("pages/3_Gradient_flow.py", "**Gradient flow** — per-layer gradient norms, plain vs residual",
-     ":material/waterfall_chart:"),
-    ("pages/4_Grad-CAM.py", "**Grad-CAM** — where each trained net looks", ":material/visibility:"),
-    ("pages/5_Compare_runs.py", "**Compare runs** — the paper's Fig. 6 from your own runs", ":material/compare:"),
-    ("pages/6_Analyses.py", "**Analyses** — six measurements of why residual nets train better",
-     ":material/science:"),
-)
-for page, label, icon in NEXT:
-    if (ROOT / page).is_file():  # pages are added one by one; link only those that exist
-        st.page_link(page, label=label, icon=icon)
+for page in PAGES:
+    if page is not HOME:
+        st.page_link(page.path, label=link_label(page), icon=page.icon)

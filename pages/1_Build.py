@@ -1,20 +1,13 @@
 """Build: choose an architecture, see the ResNet and its plain twin side by side (totals, block diagram, layers)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import ui  # noqa: E402
-from resnet_viz import figures  # noqa: E402
-from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR,  # noqa: E402
-                               PAPER_TABLE6_PARAMS_M, ModelConfig)
-from resnet_viz.errors import ConfigError  # noqa: E402
+import ui
+from resnet_viz import figures
+from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,
+                               ModelConfig)
+from resnet_viz.errors import ConfigError
 
 ui.page_setup("Build", "🧱")
 
@@ -47,7 +40,7 @@ def on_depth_pick() -> None:
 def cached_summary(family: str, depth: int, residual: bool, shortcut: str, batchnorm: bool, width: float,
                    stem: str, num_classes: int) -> dict:
     """model_summary for one configuration (shapes worked out on the meta device: under a second at depth 1202)."""
-    from resnet_viz.models import model_summary
+    from resnet_viz.summary import model_summary
     return model_summary(ModelConfig(family=family, depth=depth, residual=residual, shortcut=shortcut,
                                      batchnorm=batchnorm, width=width, stem=stem, num_classes=num_classes))
 

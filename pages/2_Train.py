@@ -1,18 +1,13 @@
 """Train: queue plain and residual nets, watch them train live, stop them when you like."""
-import sys
-from pathlib import Path
+import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the app's root, for `ui` (also under AppTest)
-
-import streamlit as st  # noqa: E402
-
-import ui  # noqa: E402
-from resnet_viz.config import DEVICES, SCHEDULES, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from resnet_viz.errors import ResnetVizError  # noqa: E402
-from resnet_viz.jobs import job_queue  # noqa: E402
-from resnet_viz.presets import BRIEF_LR, BRIEF_RUN_STEPS, brief_run_rule  # noqa: E402
-from views.live import live_jobs  # noqa: E402
-from views.presets import preset_planner  # noqa: E402
+import ui
+from resnet_viz.config import DEVICES, SCHEDULES, ModelConfig, RunConfig, TrainConfig
+from resnet_viz.errors import ResnetVizError
+from resnet_viz.jobs import job_queue
+from resnet_viz.presets import BRIEF_LR, BRIEF_RUN_STEPS, brief_run_rule
+from views.live import live_jobs
+from views.presets import preset_planner
 
 ui.page_setup("Train", "🏋️")
 st.title("Train")

@@ -1,14 +1,10 @@
 """Gradient flow: per-layer gradient norms of plain and residual twins, side by side."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import streamlit as st
 
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import ui  # noqa: E402
-from resnet_viz import figures  # noqa: E402
+import ui
+from resnet_viz import figures
 
 ui.page_setup("Gradient flow", "🌊")
 st.title("Gradient flow")

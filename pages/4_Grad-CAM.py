@@ -1,19 +1,15 @@
 """Grad-CAM: where do trained plain and residual nets look?"""
 import io
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import streamlit as st
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import ui  # noqa: E402
-from resnet_viz.data import CIFAR10_CLASSES, sample_images  # noqa: E402
-from resnet_viz.errors import ResnetVizError  # noqa: E402
-from resnet_viz.gradcam import colour_scale, gradcam, gradcam_targets, load_image, overlay  # noqa: E402
-from views.models import test_images, trained_model, untrained_model  # noqa: E402
+import ui
+from resnet_viz.data import CIFAR10_CLASSES, sample_images
+from resnet_viz.errors import ResnetVizError
+from resnet_viz.gradcam import colour_scale, gradcam, gradcam_targets, load_image, overlay
+from views.models import test_images, trained_model, untrained_model
 
 ui.page_setup("Grad-CAM", "🔥")
 st.title("Grad-CAM")

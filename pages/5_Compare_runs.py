@@ -2,17 +2,13 @@
 lecture packs to carry runs between machines."""
 import csv
 import io
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-import ui  # noqa: E402
-from resnet_viz import figures  # noqa: E402
-from resnet_viz.errors import ResnetVizError  # noqa: E402
-from views import run_actions  # noqa: E402
+import ui
+from resnet_viz import figures
+from resnet_viz.errors import ResnetVizError
+from views import run_actions
 
 ui.page_setup("Compare runs", "📊")
 st.title("Compare runs")

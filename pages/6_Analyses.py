@@ -1,17 +1,13 @@
 """Analyses: six measurements on trained (or fresh) plain nets and their ResNet twins that explain, each from its own
 angle, why residual nets train better. The work is `resnet_viz.analyses`, the sections `views.analyses`."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-import ui  # noqa: E402
-from resnet_viz.errors import ResnetVizError  # noqa: E402
-from views.analyses import SECTIONS  # noqa: E402
-from views.analysis_selection import K, Selection, comparison_note, load_entries  # noqa: E402
-from views.models import analysis_device, balanced_test_images  # noqa: E402
+import ui
+from resnet_viz.errors import ResnetVizError
+from views.analyses import SECTIONS
+from views.analysis_selection import K, Selection, comparison_note, load_entries
+from views.models import analysis_device, balanced_test_images
 
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512, 1000, 2000, 5000, 10000)
 

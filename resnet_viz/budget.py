@@ -34,8 +34,9 @@ _LOCK = threading.Lock()
 
 
 def speed_cache_file() -> Path:
-    root = Path(os.environ.get("RESNET_VIZ_CACHE", Path.home() / ".cache" / "resnet_viz"))
-    return root / "step_times.json"
+    """Beside the decoded images: RESNET_VIZ_CACHE, or ~/.cache/resnet_viz/tensors."""
+    from .data import default_cache_dir
+    return default_cache_dir() / "step_times.json"
 
 
 def machine_key(device: torch.device) -> str:

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
@@ -171,8 +170,8 @@ def _train_config(args) -> TrainConfig:
 def _run_training(args, configs: list[RunConfig]) -> int:
     from .data import load_cifar10
     from .executors import make_executor
-    from .models import check_fits
     from .store import RunStore
+    from .summary import check_fits
     from .trainer import resolve_device
     executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
     # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
@@ -261,98 +260,6 @@ class _ProgressLines:
         self.bars.clear()
 
 
-@contextmanager
-def _stop_on_ctrl_c():
-    """An Event that the first Ctrl-C sets (training stops after the step and saves); a second one aborts."""
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort) …", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
-        else None
-    try:
-        yield stop
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _progress_bar(desc: str):
-    """One line of progress on stderr; yields the trainer's on_progress callback."""
-    from tqdm import tqdm
-    bar = tqdm(total=1, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-    def on_progress(p):
-        bar.total = p.total_steps
-        bar.n = p.step
-        post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-        if p.test_error is not None:
-            post["test err"] = f"{100 * p.test_error:.1f}%"
-        bar.set_postfix(post, refresh=False)
-        bar.refresh()
-    try:
-        yield on_progress
-    finally:
-        bar.close()
-
-
-def _print_result(store, name: str, result) -> None:
-    summary = store.get(result.run_id).summary()
-    print(f"{name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
-          f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
-          f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
-
-
-def cmd_extend(args) -> int:
-    from .data import load_cifar10
-    from .extend import check_epochs, check_extendable, epochs_text, prepare_extension
-    from .store import RunStore
-    store = RunStore(args.runs)
-    check_epochs(args.epochs)  # before minutes of loading CIFAR-10
-    run = store.get(args.run_id)
-    check_extendable(run)
-    data_dir = args.data
-    if data_dir is None and run.config.data_dir and Path(run.config.data_dir).expanduser().is_dir():
-        data_dir = run.config.data_dir
-    data = load_cifar10(data_dir, download=not args.no_download)
-    print(f"data: {data.source}", file=sys.stderr)
-    extension = prepare_extension(store, run.id, args.epochs, data=data, device=args.device)
-    for note in extension.notes:
-        print(f"note: {note}", file=sys.stderr)
-    with _stop_on_ctrl_c() as stop:
-        with _progress_bar(f"{run.label} +{epochs_text(args.epochs)}") as on_progress:
-            result = extension.run(on_progress=on_progress, stop_event=stop)
-    _print_result(store, run.label, result)
-    return 0 if result.status in ("finished", "stopped") else 1
-
-
-def cmd_pack(args) -> int:
-    from .packs import pack_runs
-    from .store import RunStore
-    ids = pack_runs(RunStore(args.runs), args.run_ids, args.output)
-    size = Path(args.output).expanduser().stat().st_size
-    print(f"packed {len(ids)} run(s) into {args.output} ({size / 2 ** 20:.1f} MB)", file=sys.stderr)
-    return 0
-
-
-def cmd_unpack(args) -> int:
-    from .packs import unpack
-    from .store import RunStore
-    result = unpack(RunStore(args.runs), args.pack, rename_clashes=args.rename)
-    for original, added in result.added:
-        print(added)
-        if added != original:
-            print(f"note: {original} is already in the store, so the incoming copy is {added}", file=sys.stderr)
-    for run_id in result.skipped:
-        print(f"skipped {run_id}: the store already has a run with this id (--rename keeps both)", file=sys.stderr)
-    return 0
-
-
 def _num(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -431,7 +338,7 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def cmd_summary(args) -> int:
-    from .models import human_count, model_summary
+    from .summary import human_count, model_summary
     s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
     print(f"{s['config'].name}: {human_count(s['total_params'])} parameters, {human_count(s['total_flops'])} FLOPs "
           f"at {s['input_size']}×{s['input_size']}, {s['weight_layers']} weight layers")
@@ -439,46 +346,6 @@ def cmd_summary(args) -> int:
         shape = "×".join(map(str, r["output_shape"]))
         print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {human_count(r['flops']):>9}")
     return 0
-
-
-def cmd_preset(args) -> int:
-    """Plan an experiment for this machine and the minutes given, print the plan, then train it."""
-    if args.list or not args.preset:
-        for p in PRESETS:
-            print(f"{p.key:12s} {p.title}: {', '.join(m.name for m in p.models)}")
-        if not args.list:
-            print("\nerror: name an experiment, e.g. `preset degradation --minutes 3`", file=sys.stderr)
-            return 2
-        return 0
-    import time
-
-    import torch
-
-    from .presets import describe_training, plan_preset, preset_by_key
-    from .threads import CpuLoad, choose_threads
-    from .trainer import resolve_device
-    device = resolve_device(args.device)
-    if device.type == "cpu":  # plan with the threads the runs will get: the cores others leave free
-        torch.set_num_threads(choose_threads(CpuLoad().others_busy()))
-    print("measuring this machine (a few timed steps per net; cached afterwards) …", file=sys.stderr)
-    plan = plan_preset(preset_by_key(args.preset), args.minutes, device, args.data, refresh=args.remeasure)
-    print(f"plan for {args.minutes:g} min on {device.type}"
-          + (f" ({plan.threads} thread{'s' if plan.threads != 1 else ''})" if plan.threads else "") + ":",
-          file=sys.stderr)
-    for r in plan.runs:
-        print(f"  {r.config.model.name:12s} {r.steps:6,d} steps  {r.speed.precision}  "
-              f"{r.speed.step_seconds:.3f} s/step  ~{r.seconds:.0f} s", file=sys.stderr)
-    print(f"  {describe_training(plan.runs[0].config.train)}", file=sys.stderr)
-    print(f"  estimated total: {plan.total_seconds:.0f} s", file=sys.stderr)
-    if args.plan_only:
-        return 0
-    for name, default in (("executor", "local"), ("ray_address", None), ("ray_cpus", None)):
-        if not hasattr(args, name):  # what _run_training reads from a train command's arguments
-            setattr(args, name, default)
-    started = time.perf_counter()
-    code = _run_training(args, [r.config for r in plan.runs])
-    print(f"wall time {time.perf_counter() - started:.0f} s (estimated {plan.total_seconds:.0f} s)", file=sys.stderr)
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,14 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                 configs.append(RunConfig(model=model, train=dataclasses.replace(train, seed=seed),
                                          data_dir=args.data, name=name))
             return _run_training(args, configs)
-        if args.command == "preset":
-            return cmd_preset(args)
-        if args.command == "extend":
-            return cmd_extend(args)
-        if args.command == "pack":
-            return cmd_pack(args)
-        if args.command == "unpack":
-            return cmd_unpack(args)
+        if args.command in ("preset", "extend", "pack", "unpack"):
+            from . import cli_lecture
+            return getattr(cli_lecture, f"cmd_{args.command}")(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "export":

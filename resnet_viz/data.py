@@ -8,13 +8,10 @@ This module must stay importable without streamlit/plotly/captum: it runs on hea
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
-import functools
 import hashlib
 import io
 import os
-import pickle
 import sys
 import threading
 import time
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .safe_pickle import RefusedPickle, load_batch_pickle
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -93,44 +91,6 @@ def _image_folder_dir(root: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------- python batches ----
-class _RefusedPickle(pickle.UnpicklingError):
-    """A batch file that asks for something CIFAR-10's files never hold."""
-
-
-def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
-    # How Python 3 pickles bytes at protocol 2: _codecs.encode(text, "latin1"). Any other codec is refused.
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise _RefusedPickle(f"it asks to encode with {encoding!r}")
-    return codecs.encode(text, "latin1")
-
-
-@functools.cache
-def _pickle_allowlist() -> dict[tuple[str, str], object]:
-    """The only globals CIFAR-10's batches need: numpy's array reconstruction (under numpy 1.x's and 2.x's module
-    names, as pickled by Python 2 or by a modern re-pickle) and the bytes helper of protocol 2."""
-    core = getattr(np, "_core", None) or np.core
-    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                               ("_codecs", "encode"): _latin1_bytes}
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
-        if hasattr(core.numeric, "_frombuffer"):  # protocol 5 pickles of arrays
-            allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
-    return allowed
-
-
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickles only what CIFAR-10's batch files hold: dicts, lists, bytes, text, numbers and numpy arrays.
-
-    A pickle may call any importable function while it loads, so an unrestricted one would let a crafted
-    data_batch_1, in a folder the user (or anyone using the app's data-folder box) points at, run code."""
-
-    def find_class(self, module: str, name: str):
-        found = _pickle_allowlist().get((module, name))
-        if found is None:
-            raise _RefusedPickle(f"it asks to load {module}.{name}")
-        return found
-
-
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path.parent} looks like CIFAR-10's python format, but {path.name} is missing from it. "
@@ -141,8 +101,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             # The dataset's own files are pickles of Python-2 dicts; bytes keys, exactly as torchvision reads them.
-            entry = _BatchUnpickler(f, encoding="bytes").load()
-    except _RefusedPickle as e:
+            entry = load_batch_pickle(f)
+    except RefusedPickle as e:
         raise DataError(f"{path} is not a genuine CIFAR-10 batch file: {e}, which CIFAR-10's files never do, so it "
                         f"was refused (loading it could run code). Replace the folder with a real copy of "
                         f"CIFAR-10.") from e

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error")
 
 
@@ -149,3 +151,23 @@ class DeviceMetricLog:
         bad = np.flatnonzero(~np.isfinite(host.loss[start:upto]))
         self.flushed_to = upto
         return start + int(bad[0]) if len(bad) else None
+
+
+MAX_RECORD_BYTES = 4 * 2**30  # host memory for the recorded metrics (also bounded by half the free memory)
+
+
+def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
+                         n_blocks: int = 0, probe_every: int = 0) -> int:
+    """Raise ConfigError when the metric arrays of a run (allocated up front, for every step) would not fit in host
+    memory: a typed `--epochs 10000 --batch-size 1` should be a sentence, not an out-of-memory kill."""
+    n_grad = -(-total_steps // grad_every) if record_grads else 0
+    n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
+    need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
+    from .summary import available_memory
+    free = available_memory(torch.device("cpu"))
+    limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
+    if need > limit:
+        raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
+                          f"metrics alone (the limit here is {limit / 2**30:.1f} GiB). Train fewer steps (fewer "
+                          f"epochs, a larger batch, max_steps) or record gradient norms less often.")
+    return need

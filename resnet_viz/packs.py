@@ -255,6 +255,8 @@ def _check_run(staging: RunStore, run_id: str, label: str) -> None:
         run.config.validate()
     except ConfigError as e:
         raise PackError(f"{where} has a config that cannot be used: {e}") from None
+    except RunStoreError as e:  # the store's reader says what is wrong: a depth that is not 6n+2, a wrong type …
+        raise PackError(f"{where} is damaged: {e}") from None
     except Exception:  # values of the wrong types, and the like
         raise PackError(f"{where} is damaged: its config.json does not have a run's shape.") from None
     try:

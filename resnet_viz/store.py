@@ -6,13 +6,11 @@
                     checkpoint.safetensors  the model's state_dict (never pickle), and under "trainer/" what it
                                             takes to continue training exactly (resnet_viz.extend)
 
-Every write goes to a temporary file in the same directory and is renamed over the old one, so a reader (or a crash)
+Every write goes through resnet_viz.files (a temporary file renamed over the old one), so a reader (or a crash)
 never sees half a file: a run whose process died keeps the metrics of its last flush and is shown as "interrupted".
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -30,63 +28,20 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import ResnetVizError, RunStoreError
+from .files import (PER_EVAL_KEYS, PER_STEP_KEYS, _atomic_write, atomic_write_bytes,  # noqa: F401 (re-exported)
+                    atomic_write_json, atomic_write_text, metrics_to_csv, strict_json)
 from .run_checks import STATUSES, check_meta, check_metrics, check_status, names_from_metadata
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HEARTBEAT_S = 10.0  # a running writer rewrites status.json this often, however long its steps take
 HEARTBEAT_STALE_S = 60.0  # a "running" run whose heartbeat is this old is taken as dead
 STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats (status.json without one)
-PER_STEP_KEYS = ("loss", "batch_error", "lr")
-PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
 RUN_FILES = ("config.json", "status.json", "metrics.safetensors", "checkpoint.safetensors")
 TRAINING_STATE_PREFIX = "trainer/"  # checkpoint keys that are not the model's: momentum, data order
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get("RESNET_VIZ_RUNS") or "runs").expanduser()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_write(path, write)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_write(path, write)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def sanitize_name(name: str | None, fallback: str = "run") -> str:
@@ -111,29 +66,6 @@ def _pid_alive(pid: int) -> bool:
     except (OSError, OverflowError, ValueError):
         return False
     return True
-
-
-def strict_json(obj, **kwargs) -> str:
-    """JSON that strict parsers accept: NaN and ±inf become null (Python's json would write the bare word NaN)."""
-    return json.dumps(_finite_or_none(obj), allow_nan=False, default=_json_default, **kwargs)
-
-
-def _finite_or_none(obj):
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind == "f":
-            cells = obj.astype(object)
-            cells[~np.isfinite(obj)] = None
-            return cells.tolist()
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return _finite_or_none(obj.item())
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -463,31 +395,3 @@ class RunStore:
         if fmt != "csv":
             raise RunStoreError(f"Unknown export format {fmt!r}: choose csv or json.")
         return metrics_to_csv(run.metrics, run.layer_names, run.branch_names)
-
-
-def metrics_to_csv(m: dict[str, np.ndarray], layer_names: list[str], branch_names: list[str] = ()) -> str:
-    """One row per training step; evaluation, gradient-norm and branch-ratio columns are filled on the steps that
-    have them."""
-    n = len(m.get("loss", ()))
-    evals = {int(s): i for i, s in enumerate(m.get("eval_step", ()))}
-    grads = {int(s): i for i, s in enumerate(m.get("grad_norm_step", ()))}
-    ratios = m.get("branch_ratios")
-    branch_names = list(branch_names) if ratios is not None and ratios.ndim == 2 and \
-        ratios.shape[1] == len(branch_names) else []
-    probes = {int(s): i for i, s in enumerate(m.get("branch_ratio_step", ()))} if branch_names else {}
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["step", *PER_STEP_KEYS, *PER_EVAL_KEYS[:-1], *(f"grad_norm:{name}" for name in layer_names),
-                *(f"branch_ratio:{name}" for name in branch_names)])
-    steps = sorted(set(range(n)) | set(evals))
-    for s in steps:
-        row = [s] + [_fmt(m[k][s]) if s < n and k in m else "" for k in PER_STEP_KEYS]
-        row += [_fmt(m[k][evals[s]]) if s in evals else "" for k in PER_EVAL_KEYS[:-1]]
-        row += [_fmt(v) for v in m["grad_norms"][grads[s]]] if s in grads else [""] * len(layer_names)
-        row += [_fmt(v) for v in ratios[probes[s]]] if s in probes else [""] * len(branch_names)
-        w.writerow(row)
-    return out.getvalue()
-
-
-def _fmt(v) -> str:
-    return f"{float(v):.6g}"

@@ -27,9 +27,11 @@ from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
-from .metric_log import DeviceMetricLog, MetricArrays
-from .models import available_memory, build_model, check_fits, weight_layers
+from .evaluation import eval_divergence, evaluate
+from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
+from .models import build_model, weight_layers
 from .store import RunStore, RunWriter
+from .summary import check_fits
 from .budget import Speed, record_observed, resolve_precision
 from .checkpoint import training_state
 from .threads import ThreadGovernor
@@ -42,7 +44,6 @@ FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU r
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
 PACE_WINDOW_S = 30.0  # the ETA follows the pace of about the last half minute: it notices a busier machine
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
-MAX_RECORD_BYTES = 4 * 2**30  # host memory for the recorded metrics (also bounded by half the free memory)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -92,36 +93,6 @@ def autocast_for(device: torch.device, precision: str = "fp32"):
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def evaluate(model: torch.nn.Module, eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 500,
-             channels_last: bool = False) -> dict[str, float]:
-    """Mean cross-entropy and error rate of the model in eval mode on each named set of (uint8 images, labels), both
-    on the model's device: {"<name>_loss": …, "<name>_error": …}. Always in fp32, whatever precision training
-    uses, so runs compare; channels_last if asked. Sums stay on the device, so all sets together cost one host sync.
-    The model's train/eval mode is restored afterwards."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        results = []
-        with torch.no_grad():
-            for x_all, y_all in eval_sets.values():
-                loss_sum = torch.zeros((), device=device)
-                wrong = torch.zeros((), device=device)
-                for i in range(0, len(y_all), batch_size):
-                    x = normalize(x_all[i:i + batch_size])
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    logits = model(x).float()
-                    y = y_all[i:i + batch_size]
-                    loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                    wrong += (logits.argmax(1) != y).sum()
-                results.append(torch.stack([loss_sum, wrong]) / len(y_all))
-        values = iter(torch.cat(results).cpu().tolist())  # the one host sync
-    finally:
-        model.train(was_training)
-    return {f"{name}_{what}": next(values) for name in eval_sets for what in ("loss", "error")}
 
 
 @dataclass
@@ -190,32 +161,6 @@ class TrainResult:
     seconds: float
     diverged_step: int | None = None
     model: torch.nn.Module | None = field(default=None, repr=False)
-
-
-def check_recording_fits(total_steps: int, n_layers: int, grad_every: int, record_grads: bool,
-                         n_blocks: int = 0, probe_every: int = 0) -> int:
-    """Raise ConfigError when the metric arrays of a run (allocated up front, for every step) would not fit in host
-    memory: a typed `--epochs 10000 --batch-size 1` should be a sentence, not an out-of-memory kill."""
-    n_grad = -(-total_steps // grad_every) if record_grads else 0
-    n_probe = -(-total_steps // probe_every) if n_blocks and probe_every else 0
-    need = 4 * (3 * total_steps + n_grad * n_layers + n_probe * n_blocks)
-    free = available_memory(torch.device("cpu"))
-    limit = min(MAX_RECORD_BYTES, free // 2) if free else MAX_RECORD_BYTES
-    if need > limit:
-        raise ConfigError(f"Recording {total_steps:,} training steps needs {need / 2**30:.1f} GiB of memory for the "
-                          f"metrics alone (the limit here is {limit / 2**30:.1f} GiB). Train fewer steps (fewer "
-                          f"epochs, a larger batch, max_steps) or record gradient norms less often.")
-    return need
-
-
-def eval_divergence(evals: dict[str, list], step: int) -> str | None:
-    """The message for a latest evaluation whose loss is NaN or infinite, else None. The batch losses can stay
-    finite while the weights (or batch norm's running statistics) have blown up: that run diverged too."""
-    for key, what in (("train_loss", "training"), ("test_loss", "test")):
-        if evals[key] and not math.isfinite(evals[key][-1]):
-            return (f"The {what} loss became {evals[key][-1]} at the evaluation after step {step}, although the batch "
-                    f"losses were finite: training diverged. Try a lower learning rate or a warm-up.")
-    return None
 
 
 class Trainer:

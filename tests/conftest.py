@@ -1,9 +1,36 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files. Helpers that build data live in cifar_fixtures.py and figure_fixtures.py."""
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+
+from cifar_fixtures import train_tiny_pair, write_python_batches
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny nets (they opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`): with several
+    intra-op threads, synchronisation costs more than it saves, and on a busy machine it costs a lot. The module runs
+    single-threaded, and the setting is put back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A tiny CIFAR-10 in its python-batch layout: 120 train and 60 test images. Tests read it, never change it."""
+    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, data_dir):
+    """A run store with a plain/residual pair of tiny nets, trained for real on data_dir. Tests that change a store
+    (delete, corrupt) copy it first."""
+    return train_tiny_pair(tmp_path_factory.mktemp("runs"), data_dir, epochs=3)
 
 
 @pytest.fixture()

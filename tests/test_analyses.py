@@ -15,13 +15,7 @@ from resnet_viz.models import build_model
 N_IMAGES = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is fastest, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.py
 
 
 def make(depth=14, residual=True, **kw):

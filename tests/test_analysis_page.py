@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifar_fixtures import train_tiny_pair, write_python_batches
 from resnet_viz.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,17 +14,6 @@ TABS = ("1 · Response std", "2 · Branch ratio", "3 · Lesion study", "4 · Los
 
 
 # ---------------------------------------------------------------------------------------------- page ----
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=8, n_test_per_class=4)
-
-
-@pytest.fixture(scope="module")
-def trained_store(tmp_path_factory, data_dir):
-    """A plain/residual pair of tiny nets, trained for real on the tiny data."""
-    return train_tiny_pair(tmp_path_factory.mktemp("runs"), data_dir, epochs=2)
-
-
 def app(runs: Path, data: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
     monkeypatch.setenv("RESNET_VIZ_DATA", str(data))

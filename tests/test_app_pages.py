@@ -6,24 +6,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cifar_fixtures import train_tiny_pair, write_python_batches
 from resnet_viz.jobs import job_queue
 from resnet_viz.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/2_Train.py", "pages/3_Gradient_flow.py", "pages/4_Grad-CAM.py", "pages/5_Compare_runs.py"]
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
-
-
-@pytest.fixture(scope="module")
-def trained_store(tmp_path_factory, data_dir):
-    """A plain/residual pair of tiny nets, trained for real on the tiny data."""
-    return train_tiny_pair(tmp_path_factory.mktemp("runs"), data_dir, epochs=3)
 
 
 def app(page: str, runs: Path, data: Path, monkeypatch) -> AppTest:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifar_fixtures import train_tiny_pair, write_python_batches
+from cifar_fixtures import train_tiny_pair
 from resnet_viz.jobs import job_queue
 from resnet_viz.packs import pack_bytes
 from resnet_viz.store import RunStore
@@ -13,11 +13,6 @@ from resnet_viz.store import RunStore
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages/5_Compare_runs.py")
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,10 @@ from resnet_viz.data import Cifar10Tensors, load_cifar10
 from resnet_viz.errors import ConfigError, DataError, ImageError, RunStoreError
 from resnet_viz.gradcam import MAX_UPLOAD_BYTES, decode_cost, load_image
 from resnet_viz.jobs import JobQueue
-from resnet_viz.models import check_fits, model_summary
+from resnet_viz.summary import check_fits, model_summary
 from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer, check_recording_fits
+from resnet_viz.metric_log import check_recording_fits
+from resnet_viz.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["stem.conv", "stage1.block1.conv1", "fc"]

@@ -8,17 +8,11 @@ from torch import nn
 from resnet_viz.config import PAPER_TABLE6_PARAMS_M, ModelConfig
 from resnet_viz.errors import ConfigError
 from resnet_viz.models import (BasicBlock, Bottleneck, ProjectionShortcut, ResNet, ZeroPadShortcut, build_model,
-                               check_fits, count_parameters, layer_names, model_summary, weight_layers)
+                               count_parameters, layer_names, weight_layers)
+from resnet_viz.summary import check_fits, model_summary
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: with several intra-op threads, synchronisation costs more than it saves, and on a busy
-    machine it costs a lot. Run this module single-threaded, and put the setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.py
 
 
 def meta_model(cfg: ModelConfig) -> ResNet:

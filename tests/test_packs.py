@@ -176,7 +176,7 @@ def bad_packs(good: bytes):
     yield "config of another run", with_config(id="someone-else"), None, "config.json"
     yield "config with a bad depth", with_config(config={**meta["config"], "model": {"depth": 7}}), None, "6n+2"
     yield "config of the wrong type", with_config(config={**meta["config"], "model": 5}), None, \
-        "does not have a run's shape"
+        "cannot be read"
     yield "checkpoint of another model", with_config(config=wider["config"]), None, "does not fit"
     yield "no manifest", rezip({k: v for k, v in files.items() if k != MANIFEST}), None, "no manifest"
     yield "foreign manifest", with_file(MANIFEST, b'{"format": "something else", "version": 1}'), None, \

@@ -2,9 +2,9 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from resnet_viz.errors import RunStoreError
 from resnet_viz.models import build_model
 from resnet_viz.store import RunStore, metrics_to_csv, sanitize_name, slugify
 
+ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["stem.conv", "stage1.block1.conv1", "fc"]
 
 
@@ -85,14 +86,14 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
 
 def test_dead_writer_shows_interrupted_with_metrics_kept(tmp_path):
     store = RunStore(tmp_path)
-    script = (f"import numpy as np, sys; sys.path.insert(0, {os.getcwd()!r})\n"
+    script = ("import numpy as np\n"
               "from resnet_viz.store import RunStore\n"
               "from resnet_viz.config import RunConfig, ModelConfig\n"
               f"w = RunStore({str(tmp_path)!r}).create(RunConfig(model=ModelConfig(depth=8)))\n"
               "w.write_metrics({'loss': np.ones(4, np.float32)}, ['fc'])\n"
               "print(w.id)\n")
-    run_id = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    run_id = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()  # `python -c` imports from its working directory
     run = store.get(run_id)
     assert run.state == "interrupted" and "stopped before it finished" in run.status["message"]
     assert len(run.metrics["loss"]) == 4

@@ -8,18 +8,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cifar_fixtures import write_python_batches
 from resnet_viz import budget
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.jobs import JobQueue, job_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_python_batches(tmp_path_factory.mktemp("cifar"), n_train_per_class=12, n_test_per_class=6)
 
 
 @pytest.fixture

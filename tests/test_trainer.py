@@ -196,7 +196,7 @@ def test_branch_ratio_logging_off_and_bad_value(tiny_data):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_evaluate_matches_a_per_batch_computation(tiny_data, channels_last):
     """The trainer's evaluation (device sums, one host sync, ragged last batch) against the obvious loop."""
-    from resnet_viz.trainer import evaluate
+    from resnet_viz.evaluation import evaluate
     torch.manual_seed(0)
     model = build_model(TINY_MODEL).train()
     if channels_last:

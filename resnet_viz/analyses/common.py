@@ -25,7 +25,8 @@ from torch import nn
 
 from ..data import normalize, stratified_subset
 from ..errors import ConfigError
-from ..models import ResNet, _Block, model_summary
+from ..models import ResNet, _Block
+from ..summary import model_summary
 
 CPU_BUDGET_GMACS = 200.0  # ≈ 5–12 s per multi-pass analysis on 2 CPU cores (one thread on a busy machine)
 ACCELERATOR_BUDGET_GMACS = 20_000.0  # a GPU evaluates every image a caller is likely to pass
