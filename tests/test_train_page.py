@@ -16,19 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 
 
-@pytest.fixture
-def known_speeds(tmp_path, monkeypatch):
-    """A speed cache that says plain-20 takes 0.1 s a step and plain-56 0.3 s (bf16), whatever the thread count:
-    the plan is then known in advance and nothing is timed."""
-    monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path / "cache"))
-    cpu = torch.device("cpu")
-    for depth, seconds in ((20, 0.1), (56, 0.3)):
-        model = ModelConfig(depth=depth, residual=False)
-        for threads in range(1, 9):
-            for precision, factor in (("fp32", 1.5), ("bf16", 1.0)):
-                budget.record_observed(model, 128, cpu, budget.Speed(seconds * factor, 1e-4, precision, threads))
-
-
 def app(runs: Path, data: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
     monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
