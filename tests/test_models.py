@@ -304,7 +304,8 @@ def test_summary_with_projections_and_input_size():
 def measured_rows(cfg: ModelConfig, size: int) -> list[tuple]:
     """(name, output shape, params) of every layer, measured by running the model with forward hooks on a CPU."""
     model, rows = small(cfg).eval(), []
-    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children()) and not isinstance(m, nn.Flatten)]
+    leaves = [(n, m) for n, m in model.named_modules()
+              if n and not list(m.children()) and not isinstance(m, nn.Flatten)]
     for n, m in leaves:
         m.register_forward_hook(lambda mod, i, out, n=n: rows.append(
             (n, tuple(out.shape[1:]), sum(p.numel() for p in mod.parameters(recurse=False)))))

@@ -51,7 +51,8 @@ def branch_ratio_section(sel: Selection) -> None:
     plain = [e for e in sel.entries if not e.residual]
     if plain:
         st.info(f"{names(plain)} {'is a plain net' if len(plain) == 1 else 'are plain nets'}: a plain block has no "
-                "shortcut, so there is no ‖F(x)‖/‖shortcut(x)‖ to measure — the ratio is defined for residual blocks only. "
+                "shortcut, so there is no ‖F(x)‖/‖shortcut(x)‖ to measure — the ratio is defined for residual blocks "
+                "only. "
                 + ("Add a ResNet (e.g. the twin of the same depth) to see it." if not residual else
                    "The chart shows the residual model(s)."))
     if residual:

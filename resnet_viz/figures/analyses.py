@@ -75,12 +75,13 @@ def response_std_figure(series: Sequence[SeriesLike], log_y: bool = False, sort_
 
 # --------------------------------------------------------------------------------- 2. branch ratios ----
 def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
-                        title: str = "How much each residual block changes what passes through it: ‖F(x)‖ / ‖shortcut(x)‖"
-                        ) -> go.Figure:
+                        title: str = "How much each residual block changes what passes through it: "
+                                     "‖F(x)‖ / ‖shortcut(x)‖") -> go.Figure:
     """Grouped bars, one group per residual block (depth order), one bar per model; a dotted line at 1 marks a branch
     as large as its shortcut. The denominator is the shortcut's output: x itself at an identity block, x subsampled
     and zero-padded (option A: about half of ‖x‖) or projected at a downsampling block — one name,
-    ‖F(x)‖ / ‖shortcut(x)‖, on every chart and axis. Plain models have no such ratio and should not be passed (their `data` would be empty)."""
+    ‖F(x)‖ / ‖shortcut(x)‖, on every chart and axis. Plain models have no such ratio and should not be passed
+    (their `data` would be empty)."""
     items = as_analysis_series(series)
     fig = go.Figure()
     for s, color in zip(items, run_colors(items)):
