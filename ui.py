@@ -1,21 +1,53 @@
-"""What the app's pages share: settings in st.session_state, the run store, run pickers, friendly errors.
+"""What the app's pages share: settings in st.session_state, the run store, run pickers, presentation mode, defaults
+that follow the data, friendly errors.
 
 This is the view layer's only common module; all the work happens in `resnet_viz`, which never imports streamlit.
 """
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import streamlit as st
 
-from resnet_viz.data import default_data_dir
-from resnet_viz.errors import ResnetVizError
-from resnet_viz.store import Run, RunStore, default_runs_dir
+
+def _import_what_the_pages_need() -> None:
+    """Every library a page uses, imported once here. app.py imports this module before any page runs, and Python
+    makes a second session wait until a module's first import has finished; left to the pages, two sessions could
+    import pandas (st.dataframe's lazy import) at the same moment, and one of them would see a partially initialised
+    module."""
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import plotly.graph_objects as go
+    import pyarrow  # noqa: F401
+    import torch  # noqa: F401
+    from PIL import Image  # noqa: F401
+    from plotly.subplots import make_subplots  # noqa: F401
+
+    import resnet_viz.analyses  # noqa: F401
+    import resnet_viz.gradcam  # noqa: F401
+    import resnet_viz.jobs  # noqa: F401
+    import resnet_viz.models  # noqa: F401
+    import resnet_viz.summary  # noqa: F401
+    import resnet_viz.trainer  # noqa: F401
+    from resnet_viz import figures  # noqa: F401
+    for name in ("Figure", "Scatter", "Heatmap", "Bar", "Contour", "Surface", "Scatter3d", "Table"):
+        getattr(go, name)  # plotly loads these classes on first use, each its own import
+
+
+_import_what_the_pages_need()
+
+from resnet_viz.data import default_data_dir  # noqa: E402
+from resnet_viz.errors import ResnetVizError  # noqa: E402
+from resnet_viz.figures import for_projector  # noqa: E402
+from resnet_viz.store import Run, RunStore, default_runs_dir  # noqa: E402
 
 KEEP_PREFIX = "keep_"  # widgets whose value must survive page switches use keys with this prefix
+PRESENTATION_KEY = "presentation"  # also the URL's query parameter: …/Gradient_flow?presentation=true
 
 
 def keep_widget_state() -> None:
@@ -75,8 +107,10 @@ def with_curves(runs: list[Run]) -> list[Run]:
 
 
 def run_name(run: Run) -> str:
-    """The model label, plus the user's run name where it says something more."""
-    return run.label if run.name in (run.label, "") else f"{run.label} · {run.name}"
+    """The model label, plus what the run's name says beyond it: "plain-20 · degradation", not
+    "plain-20 · plain-20 · degradation" (preset runs are named "<label> · <preset>")."""
+    extra = re.sub(rf"^{re.escape(run.label)}(\s*[·:|–-]\s*|\s+|$)", "", run.name or "").strip()
+    return f"{run.label} · {extra}" if extra else run.label
 
 
 def run_title(run: Run) -> str:
@@ -98,19 +132,71 @@ def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int
     return [by_id[i] for i in chosen]
 
 
+def _batch(run: Run) -> tuple:
+    """What runs trained together share: the name's suffix (a preset's key), the training settings, the data."""
+    suffix = run_name(run).removeprefix(run.label)
+    return suffix, repr(run.config.train), run.config.data_dir
+
+
+def _twin_level(plain: Run, resnet: Run) -> int:
+    """How closely a plain run and a residual run are twins: 3 = of one preset or sweep (same architecture apart from
+    the shortcuts, same training, same name suffix), 2 = same architecture and training, 1 = same depth, 0 = not."""
+    a, b = plain.config.model, resnet.config.model
+    if a.residual or not b.residual or a.depth != b.depth or a.family != b.family:
+        return 0
+    same_net = (a.batchnorm, a.width, a.stem, a.num_classes) == (b.batchnorm, b.width, b.stem, b.num_classes)
+    same_training = _batch(plain)[1:] == _batch(resnet)[1:]
+    if same_net and same_training:
+        return 3 if _batch(plain)[0] == _batch(resnet)[0] else 2
+    return 1
+
+
 def default_pair(runs: list[Run], count: int) -> list[str]:
-    """The newest plain run and the newest residual run of the same depth, if there are such; else the newest."""
-    for run in runs:
-        twin = next((r for r in runs if r.config.model.depth == run.config.model.depth
-                     and r.config.model.residual != run.config.model.residual), None)
-        if twin is not None and count >= 2:
-            return [run.id, twin.id]
-    return [r.id for r in runs[:count]]
+    """The closest plain/residual twins (twins of one preset first, then the newest such pair), followed — when more
+    than two are wanted — by the other runs trained with them (same name suffix, training and data: a preset's or a
+    sweep's runs); with no twins, the newest runs."""
+    pairs = [(_twin_level(p, r), max(p.created, r.created), p, r) for p in runs for r in runs]
+    pairs = [pair for pair in pairs if pair[0] > 0]
+    if count < 2 or not pairs:
+        return [r.id for r in runs[:count]]
+    _, _, plain, resnet = max(pairs, key=lambda pair: pair[:2])
+    picked = [plain.id, resnet.id]
+    same_batch = [r for r in runs if _batch(r) == _batch(plain) and r.id not in picked]
+    return picked + [r.id for r in same_batch[: count - 2]]
+
+
+def presentation() -> bool:
+    """Is presentation mode on (the sidebar's toggle: larger type and charts, for a projector)?"""
+    return bool(st.session_state.get(PRESENTATION_KEY, False))
+
+
+def follow_data(key: str, value: Any) -> Callable[[], None]:
+    """Give the widget under `key` a default worked out from the current data (a log scale when the curves span
+    decades, relative depth when the runs differ in depth …) and keep it in step with the data — a new selection,
+    new runs — until the user changes the widget; from then on the user's choice stays. Call before drawing the
+    widget (without a `value`) and pass the returned callback as its on_change."""
+    touched = f"{key}:set by the user"
+    if not st.session_state.get(touched):
+        st.session_state[key] = value
+    return lambda: st.session_state.__setitem__(touched, True)
+
+
+PRESENTATION_CSS = """<style>
+html { font-size: 21px; }
+[data-testid="stSidebar"] { font-size: 18px; }
+</style>"""
 
 
 def settings_sidebar() -> None:
-    """Data and run folders, editable from every page; a bad folder is explained, never raised."""
+    """Presentation mode, data and run folders, editable from every page; a bad folder is explained, never raised."""
     with st.sidebar:
+        # Bound to the URL: it stays on across page switches and reloads, and a lecture's links can switch it on.
+        st.toggle("Presentation mode", key=PRESENTATION_KEY, bind="query-params",
+                  help="For a projector: larger type, larger charts, heatmaps and Grad-CAM images one per row, and "
+                       "a plain net and its twin on one live chart. Add ?presentation=true to a page's address to "
+                       "open it this way.")
+        if presentation():
+            st.html(PRESENTATION_CSS)
         with st.expander("Folders", expanded=False):
             new_data = st.text_input("CIFAR-10 data folder", value=data_dir(), key="data_dir_input",
                                      help="CIFAR-10's python batches (cifar-10-batches-py/) or an image folder with "
@@ -133,6 +219,8 @@ def page_setup(title: str, icon: str = "🧱") -> None:
     settings_sidebar()
 
 
-def plotly(fig, key: str | None = None) -> None:
-    st.plotly_chart(fig, width="stretch", key=key,
-                    config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}})
+def plotly(fig, key: str | None = None, toolbar: bool = True) -> None:
+    """A figure across the column, enlarged for a projector in presentation mode."""
+    config = ({"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}} if toolbar
+              else {"displayModeBar": False})
+    st.plotly_chart(for_projector(fig) if presentation() else fig, width="stretch", key=key, config=config)

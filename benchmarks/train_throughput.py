@@ -4,7 +4,7 @@
 
 For each plain/residual depth it measures images/second of
   * ours+grads  — resnet_viz.trainer.Trainer as the app runs it: every weight layer's gradient norm at every step,
-                  and (residual nets) the branch ratios ‖F(x)‖/‖x‖ every 10 steps,
+                  and (residual nets) the branch ratios ‖F(x)‖/‖shortcut(x)‖ every 10 steps,
   * ours        — the same trainer with all recording off,
   * reference   — a torchvision CIFAR10-style Dataset (PIL images, CPU transforms) + DataLoader, fp32,
                   `loss.item()` every step, as most tutorials write it,

@@ -91,12 +91,13 @@ projects x with a 1×1 convolution (options B/C).
 
 figure, caption = st.columns([1.7, 1], gap="large", vertical_alignment="center")
 with figure:
-    st.plotly_chart(residual_block_diagram(), width="stretch", config={"displayModeBar": False},
-                    key="home_block_diagram")
+    ui.plotly(residual_block_diagram(), key="home_block_diagram", toolbar=False)
 with caption:
     st.markdown(
         """
-**What you are looking at.** The two block types of ResNet-50 as the seed article names them. The orange boxes are
+**What you are looking at.** The two block types of ResNet-50, named as in *the seed article*: the ResNet-50
+tutorial this app was first written to accompany, which builds the network from an *identity block* and a
+*convolutional block* (names the app keeps; the paper itself only speaks of shortcuts). The orange boxes are
 the residual function F(x): a 1×1 conv that narrows the channels, a 3×3 conv, a 1×1 conv that widens them again
 (the CIFAR nets use two 3×3 convs instead). The blue arc is the shortcut, which meets F(x) at ⊕ before the last ReLU.
 

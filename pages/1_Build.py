@@ -5,7 +5,8 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz.config import IMAGENET_DEPTHS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M, ModelConfig
+from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,
+                               ModelConfig)
 from resnet_viz.errors import ConfigError
 
 ui.page_setup("Build", "🧱")
@@ -16,10 +17,11 @@ SHORTCUT_LABELS = {"A": "A · zero-pad identity", "B": "B · projection where th
                    "C": "C · projection everywhere"}
 STEM_LABELS = {"imagenet": "ImageNet: 7×7/2 conv + max-pool (224×224 input)",
                "cifar": "CIFAR: 3×3 conv (32×32 input)"}
+HEAD_LABELS = {1000: "1000 classes (ImageNet, as torchvision)", 10: "10 classes (CIFAR-10, as trained here)"}
 # Every choice lives in st.session_state under a "keep_" key, which ui.page_setup carries across page switches.
 K = ui.KEEP_PREFIX + "build_"
 DEFAULTS = {"family": "cifar", "cifar_depth": 20, "imagenet_depth": 50, "shortcut": "A", "batchnorm": True,
-            "width": 1.0, "stem": "imagenet", "all_layers": False}
+            "width": 1.0, "stem": "imagenet", "classes": 1000, "all_layers": False}
 for name, value in DEFAULTS.items():
     st.session_state.setdefault(K + name, value)
 
@@ -36,11 +38,11 @@ def on_depth_pick() -> None:
 
 @st.cache_data(show_spinner="Counting layers, parameters and multiply-adds …", max_entries=64)
 def cached_summary(family: str, depth: int, residual: bool, shortcut: str, batchnorm: bool, width: float,
-                   stem: str) -> dict:
-    """model_summary for one configuration (runs on the meta device; depth 1202 still takes a few seconds)."""
+                   stem: str, num_classes: int) -> dict:
+    """model_summary for one configuration (shapes worked out on the meta device: under a second at depth 1202)."""
     from resnet_viz.summary import model_summary
     return model_summary(ModelConfig(family=family, depth=depth, residual=residual, shortcut=shortcut,
-                                     batchnorm=batchnorm, width=width, stem=stem))
+                                     batchnorm=batchnorm, width=width, stem=stem, num_classes=num_classes))
 
 
 st.title("Build a ResNet and its plain twin")
@@ -85,19 +87,22 @@ with st.container(border=True):
                             help="The paper's three options (§3.3, Table 3). A adds no parameters; B and C add "
                                  "1×1 convolutions. The plain twin has no shortcuts at all.")
     with c_more:
-        batchnorm = st.toggle("Batch normalisation", key=K + "batchnorm",
+        batchnorm = st.toggle("BatchNorm", key=K + "batchnorm",
                               help="BN after every conv, as in the paper. Without it deep plain nets barely train.")
         width = st.number_input("Width ×", min_value=0.0, max_value=16.0, step=0.25, format="%.3f",
                                 key=K + "width",
                                 help="Multiplies every channel count (1 = the paper's 16/32/64 or 64…512).")
         if family == "imagenet":
             stem = st.radio("Stem", list(STEM_LABELS), format_func=STEM_LABELS.get, key=K + "stem")
+            classes = st.radio("Classifier", list(HEAD_LABELS), format_func=HEAD_LABELS.get, key=K + "classes",
+                               help="The fc layer's outputs. 1000 gives torchvision's exact parameter counts "
+                                    "(ResNet-50: 25.6M); 10 is the head this app trains on CIFAR-10.")
         else:
-            stem = "cifar"
+            stem, classes = "cifar", 10
 
 # ------------------------------------------------------------------------------------------------ the models ----
 fields = dict(family=family, depth=depth, shortcut=shortcut, batchnorm=bool(batchnorm),
-              width=float(width) if width is not None else width, stem=stem)
+              width=float(width) if width is not None else width, stem=stem, num_classes=int(classes))
 error = None
 try:
     if depth is None:
@@ -127,9 +132,11 @@ else:
             delta = totals["params"] - other["params"] if cfg.residual else 0
             m1.metric("Parameters", totals["params_h"], delta=f"{delta:+,}" if delta else None,
                       delta_color="off", help=f"{totals['params']:,} weights and biases (BN included)")
-            m2.metric("MACs", totals["macs_h"], help=f"{totals['macs']:,} multiply-accumulates for one "
-                                                     f"{totals['input_size']}×{totals['input_size']} image")
-            m3.metric("FLOPs", totals["flops_h"], help="2 × MACs (a multiply and an add each)")
+            m2.metric("Multiply-adds", totals["macs_h"],
+                      help=f"{totals['macs']:,} multiply-accumulates (MACs) for one {totals['input_size']}×"
+                           f"{totals['input_size']} image — what the paper's Table 1 calls FLOPs")
+            m3.metric("FLOPs", totals["flops_h"], help="2 × multiply-adds: a multiply and an add each, the "
+                                                       "convention of most tools today (torch's flop counter)")
             main = sum(1 for r in summary["layers"] if figures.is_weight_layer(r) and ".shortcut" not in r["name"])
             m4.metric("Weight layers", main, help="Conv and fc layers on the main path"
                       + (f"; plus {totals['weight_layers'] - main} 1×1 convs in the shortcuts"
@@ -146,6 +153,17 @@ else:
         d = fields["depth"]
         notes.append(f"Paper Table 6 lists ResNet-{d} with {PAPER_TABLE6_PARAMS_M[d]}M parameters and "
                      f"{PAPER_TABLE6_ERROR[d]}% CIFAR-10 test error.")
+    if family == "imagenet" and fields["width"] == 1 and stem == "imagenet":
+        d = fields["depth"]
+        notes.append(f"**Multiply-adds, not FLOPs.** The paper's Table 1 lists ResNet-{d} at "
+                     f"{PAPER_TABLE1_GMULT_ADDS[d]}×10⁹ “FLOPs”, counting multiply-adds: compare it with this "
+                     f"page's {tr['macs'] / 1e9:.2f}×10⁹ multiply-adds, not with its {tr['flops'] / 1e9:.2f}×10⁹ "
+                     "FLOPs (2 per multiply-add)."
+                     + (" The rest of the difference: as torchvision (ResNet v1.5), each bottleneck here strides in "
+                        "its 3×3 conv, so its first 1×1 conv works on the larger map." if d >= 50 else ""))
+        if classes != 1000:
+            notes.append("With the 10-class CIFAR head the fc layer is smaller than torchvision's: choose the "
+                         "1000-class classifier for its parameter counts.")
     if fields["depth"] >= 1000:
         notes.append("At this depth the paper's ResNet-1202 *overfits*: 7.93% test error against 6.43% for "
                      "ResNet-110, with lower training error.")
@@ -157,10 +175,15 @@ else:
         stages = figures.stage_names(resnet)
         collapse_key = f"{K}collapse_{family}_{fields['depth']}"
         st.session_state.setdefault(collapse_key, sorted(figures.auto_collapsed_stages(resnet)))
+        longest = max(len(s["blocks"]) for s in figures.architecture_layout(resnet)["stages"])
         collapsed = st.multiselect(
-            "Collapsed stages", stages, key=collapse_key, placeholder="none — every block is drawn",
+            "Collapsed stages", stages, key=collapse_key,
+            placeholder="none — every block is drawn" if longest <= figures.MAX_EXPANDED_BLOCKS else
+            f"none — stages of more than {figures.MAX_EXPANDED_BLOCKS} blocks show their first 4 and last 2",
             help="A collapsed stage is drawn as one box (its blocks are all alike after the first). Stages with "
-                 f"more than {figures.AUTO_COLLAPSE_BLOCKS} blocks start collapsed.")
+                 f"more than {figures.AUTO_COLLAPSE_BLOCKS} blocks start collapsed; an expanded stage of more than "
+                 f"{figures.MAX_EXPANDED_BLOCKS} blocks shows its first four and last two around one box for the "
+                 "rest.")
         st.markdown(
             "**What you are looking at.** Data flows from the top (the image) to the bottom (the class scores). "
             "Each box is a block; its label lists the convolutions (kernel, channels) and `/2` where it halves the "
@@ -168,10 +191,18 @@ else:
             "Solid arc = identity (x itself), dashed = option A's zero-padded identity, bold with *1×1 conv* = "
             "a projection (the seed article's *convolutional block*). The plain twin is the same column without "
             "arcs. Hover a box for its channels, stride and parameters.")
-        d_plain, d_res = st.columns(2, gap="large")
+        # Side by side; on a projector one above the other, so the labels can grow and still fit their boxes.
+        d_plain, d_res = (st.container(), st.container()) if ui.presentation() else st.columns(2, gap="large")
         for col, summary in ((d_plain, plain), (d_res, resnet)):
-            col.plotly_chart(figures.architecture_diagram(summary, set(collapsed)), width="stretch",
-                             key=f"build_diagram_{summary['config'].residual}", config={"displayModeBar": False})
+            diagram = figures.architecture_diagram(summary, set(collapsed))
+            with col:
+                ui.plotly(diagram, key=f"build_diagram_{summary['config'].residual}", toolbar=False)
+        elided = diagram.layout.meta["elided_blocks"]  # the ResNet's, drawn last; the twin's are the same
+        if elided:
+            st.caption("Not drawn, to keep the column readable: "
+                       + ", ".join(f"{n} blocks of {stage}" for stage, n in elided.items())
+                       + " (each like its neighbours; the dotted box stands for them). Collapse the stage to see "
+                         "it as one box, or hover the dotted box.")
     with tab_layers:
         all_layers = st.toggle("Show every layer (BN, ReLU, shortcuts, pools), not only conv and fc",
                                key=K + "all_layers")
@@ -180,15 +211,13 @@ else:
             "(channels × height × width), parameters and multiply-accumulates for one image. The convs dominate "
             "both; BN adds 2 parameters per channel, ReLU and the identity shortcuts none.")
         number = st.column_config.NumberColumn
-        column_config = {"#": number("#", width=40), "layer": st.column_config.TextColumn("layer", width=170),
-                         "kind": st.column_config.TextColumn("kind", width=80),
-                         "output": st.column_config.TextColumn("output", width=80),
-                         "params": number("params", format="localized", width=75),
-                         "MACs": number("MACs", format="compact", width=70,
-                                        help="Multiply-accumulates for one image")}
-        t_plain, t_res = st.columns(2, gap="large")
-        for col, summary in ((t_plain, plain), (t_res, resnet)):
-            with col:
-                st.caption(summary["config"].name)
-                st.dataframe(figures.summary_table(summary, weight_layers_only=not all_layers), hide_index=True,
-                             height=460, column_config=column_config, key=f"build_table_{summary['config'].residual}")
+        column_config = {"#": number("#", width="small"), "layer": st.column_config.TextColumn("layer"),
+                         "params": number("params", format="localized"),
+                         "MACs": number("MACs", format="localized", help="Multiply-accumulates for one image"),
+                         "plain twin": st.column_config.TextColumn(
+                             "plain twin", help="“same”: the plain twin has this very layer; “— (shortcut)”: "
+                                                "only the ResNet has it")}
+        st.caption(f"{resnet['config'].name} and its plain twin {plain['config'].name}: the plain twin's table is "
+                   "this one without the shortcut rows.")
+        st.dataframe(figures.summary_table(resnet, weight_layers_only=not all_layers, twin=plain), hide_index=True,
+                     height=460, width="stretch", column_config=column_config, key="build_table")

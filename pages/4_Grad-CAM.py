@@ -1,4 +1,5 @@
 """Grad-CAM: where do trained plain and residual nets look?"""
+import io
 
 import numpy as np
 import streamlit as st
@@ -7,7 +8,7 @@ from PIL import Image
 import ui
 from resnet_viz.data import CIFAR10_CLASSES, sample_images
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.gradcam import gradcam, gradcam_targets, load_image, overlay
+from resnet_viz.gradcam import colour_scale, gradcam, gradcam_targets, load_image, overlay
 from views.models import test_images, trained_model, untrained_model
 
 ui.page_setup("Grad-CAM", "🔥")
@@ -48,12 +49,22 @@ source = st.radio("Images", ("CIFAR-10 test images of a class", "Random CIFAR-10
                   horizontal=True, key=ui.KEEP_PREFIX + "cam_source")
 images, truths = None, None
 if source == "Upload an image":
-    upload = st.file_uploader("Any picture (PNG, JPEG, …): it is resized to 32×32 like CIFAR-10", key="cam_upload")
+    upload = st.file_uploader("Any picture (PNG, JPEG, …): its centre square is scaled to 32×32 like CIFAR-10",
+                              key="cam_upload")
     if upload is not None:
         try:
             images, truths = load_image(upload).unsqueeze(0), [None]
         except ResnetVizError as e:
             st.error(str(e))
+        else:
+            picture = Image.open(io.BytesIO(upload.getvalue()))
+            width, height = picture.size
+            if picture.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: turned by 90°, as load_image shows it
+                width, height = height, width
+            side = min(width, height)
+            st.caption(f"Your picture is {width}×{height}. The nets see 32×32 images, as in CIFAR-10, so "
+                       + (f"its centre {side}×{side} square was cut out (the rest is not seen) and scaled down to "
+                          "32×32 — nothing is squashed." if width != height else "it was scaled down to 32×32."))
 else:
     try:
         all_images, all_labels = test_images(ui.data_dir())
@@ -76,7 +87,10 @@ if images is None:
     st.stop()
 
 
-def big(arr_hwc: np.ndarray, size: int = 128) -> Image.Image:
+THUMBNAIL = 288 if ui.presentation() else 128  # pixels a side: big enough for the back row in presentation mode
+
+
+def big(arr_hwc: np.ndarray, size: int = THUMBNAIL) -> Image.Image:
     return Image.fromarray(arr_hwc).resize((size, size), Image.Resampling.NEAREST)
 
 
@@ -88,6 +102,12 @@ for name, model in models:
     except ResnetVizError as e:
         st.error(f"{name}: {e}")
 
+low, strip, high = st.columns([1, 3, 1], vertical_alignment="center")
+low.markdown("<div style='text-align:right'>0 · no evidence</div>", unsafe_allow_html=True)
+strip.image(colour_scale(512, 24), width="stretch")
+high.markdown("1 · strongest evidence")
+st.caption("Colour scale of the maps. Each map is scaled to its own 0…1, so colours compare *where* in one image "
+           "the evidence is, not how much there is between images.")
 header = st.columns(1 + len(results))
 header[0].markdown("**Image**")
 for col, (name, layer, _) in zip(header[1:], results):

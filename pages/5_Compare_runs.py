@@ -33,11 +33,16 @@ if chosen:
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
     losses = [run.metrics.get(k) for run in chosen for k in ("loss", "train_loss", "test_loss")]
-    loss_log = st.toggle("Log scale for the loss", figures.spans_decades(losses),
-                         key=ui.KEEP_PREFIX + "compare_loss_log",
-                         help="On by default when the losses span two decades or more — e.g. an early spike of a "
-                              "deep plain net, which would flatten every other curve.")
+    loss_log_key = ui.KEEP_PREFIX + "compare_loss_log"
+    loss_log = st.toggle("Log scale for the loss", key=loss_log_key,
+                         on_change=ui.follow_data(loss_log_key, figures.spans_decades(losses)),
+                         help="On by default when the chosen runs' losses span two decades or more — e.g. an early "
+                              "spike of a deep plain net, which would flatten every other curve. It follows your "
+                              "selection until you set it yourself.")
     ui.plotly(figures.training_curves(series, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
+    spike_note = figures.eval_spike_note(series)
+    if spike_note:
+        st.markdown(spike_note)
     run_actions.export_pack_button(chosen)
 
 with st.expander("Train a run further"):

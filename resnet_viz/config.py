@@ -18,6 +18,8 @@ IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
 # Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
 PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+# Paper Table 1 "FLOPs" of the ImageNet nets at 224×224, ×10⁹: the paper counts multiply-adds.
+PAPER_TABLE1_GMULT_ADDS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
 # ResNet-1202 is the paper's deepest net and the Build page stops at 2,000. A bound is needed at all because merely
 # sizing a run (the meta-device summary that checks it fits in memory) costs memory per layer: depth 1,000,000,004
 # grew by ~180 MB/s until the process was killed.
@@ -155,7 +157,7 @@ class TrainConfig:
     record_grad_norms: bool = True
     grad_norm_every: int = 1
     flush_every: int = 25  # steps between host syncs for progress and metric flushes
-    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖x‖ per block on 64 test images every N steps; 0 = off
+    branch_ratio_every: int = 10  # residual nets: log ‖F(x)‖/‖shortcut(x)‖ per block (64 test images) every N steps
     max_steps: int | None = None  # cap on the number of steps (tests, quick looks); None = epochs decide
     precision: str = "auto"  # training forward pass: "auto" (bf16 where measured faster), "fp32" or "bf16"
     threads: int = 0  # CPU intra-op threads; 0 = the free cores, re-checked while training

@@ -347,6 +347,11 @@ def _jet(values: np.ndarray) -> np.ndarray:
     return (np.concatenate([r, g, b], axis=-1) * 255).round().astype(np.uint8)
 
 
+def colour_scale(width: int = 256, height: int = 12) -> np.ndarray:
+    """The overlay's colour map as a horizontal strip, 0 on the left to 1 on the right: uint8 height×width×3 RGB."""
+    return np.repeat(_jet(np.linspace(0.0, 1.0, width))[None], height, axis=0)
+
+
 def overlay(image_uint8_chw, cam_map, alpha: float = 0.45) -> np.ndarray:
     """The image with its Grad-CAM map blended on top, for display: uint8 H×W×3 RGB.
 
@@ -372,5 +377,5 @@ def overlay(image_uint8_chw, cam_map, alpha: float = 0.45) -> np.ndarray:
     return ((1 - alpha) * base + alpha * heat).round().clip(0, 255).astype(np.uint8)
 
 
-__all__ = ["gradcam_targets", "default_target", "load_image", "GradCamResult", "gradcam", "overlay",
+__all__ = ["gradcam_targets", "default_target", "load_image", "GradCamResult", "gradcam", "overlay", "colour_scale",
            "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS"]

@@ -238,6 +238,8 @@ class ResNet(nn.Module):
         return nn.Sequential(layers)
 
     def _init_weights(self) -> None:
+        if self.fc.weight.is_meta:  # a shape-only model (model_summary): no values to set, and on the meta device
+            return                  # these calls would cost seconds at depth 1202
         for m in self.modules():  # He et al. 2015 (the "MSRA" init), as the paper and torchvision use
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -125,7 +125,7 @@ class Run:
 
     @property
     def branch_names(self) -> list[str]:
-        """The residual blocks whose ‖F(x)‖/‖x‖ the run recorded (columns of metrics["branch_ratios"])."""
+        """The residual blocks whose ‖F(x)‖/‖shortcut(x)‖ the run recorded (columns of metrics["branch_ratios"])."""
         if self._layer_names is None:
             self._load_metrics()
         return self._branch_names

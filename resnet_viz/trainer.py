@@ -261,7 +261,7 @@ class Trainer:
         else:
             generator, perm, perm_start = torch.Generator(device=device).manual_seed(tc.seed), None, 0
 
-        # ‖F(x)‖/‖x‖ per residual block over training: how much each block changes its input as it learns
+        # ‖F(x)‖/‖shortcut(x)‖ per residual block over training: how much each block changes its input as it learns
         self._branch_names = branch_ratio_names(model) if tc.branch_ratio_every else []
         probe_images = eval_sets["test"][0][:BRANCH_PROBE_IMAGES]
         check_recording_fits(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,

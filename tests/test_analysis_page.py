@@ -87,12 +87,20 @@ def test_every_section_and_compute_button(trained_store, data_dir, monkeypatch):
 
     open_tab(at, 4)
     assert charts(at) == 1 and len(at.metric) == 2
+    # Balduzzi et al. is about nets at initialisation: the tab starts there although the page shows trained runs
+    assert all(m.label.endswith("· untrained") for m in at.metric)
+    headline = [c.value for c in at.caption if "differ most" in c.value]
+    assert headline and len(at.dataframe[0].value) == 2 and len(at.dataframe[0].value.columns) == 4
+    ok(at.toggle(key="keep_an_shatter_at_init").set_value(False).run())
+    assert not any(m.label.endswith("untrained") for m in at.metric)
+    assert any("trained nets, which need not behave the same way" in m.value for m in at.markdown)
     at.select_slider(key="keep_an_shatter_points").set_value(16)
     ok(at.radio(key="keep_an_shatter_view").set_value("signal").run())
     assert charts(at) == 1
 
     open_tab(at, 5)
     assert charts(at) == 1
+    assert any(m.value.startswith("**Takeaway.**") for m in at.markdown)
 
 
 def test_fresh_models(trained_store, data_dir, monkeypatch):

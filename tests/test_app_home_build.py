@@ -52,7 +52,9 @@ def test_build_renders_both_twins():
     assert not at.error
     assert subheaders(at) == ["Plain twin · plain-20", "ResNet · resnet-20"]
     assert len(charts(at)) == 2  # the two block diagrams
-    assert len(at.dataframe) == 2  # the two layer tables
+    [table] = at.dataframe  # one table for both nets, with a column for the plain twin
+    assert list(table.value.columns) == ["#", "layer", "kind", "output", "params", "MACs", "plain twin"]
+    assert set(table.value["plain twin"]) == {"same"}  # conv and fc only: option A has no shortcut convs
     assert at.session_state["build_config"]["depth"] == 20
 
 
@@ -102,8 +104,15 @@ def test_build_imagenet_resnet50():
     assert subheaders(at) == ["Plain twin · plain-50", "ResNet · resnet-50"]
     assert at.radio(key=K + "shortcut").value == "B"  # the ImageNet nets' default
     params = [m.value for m in at.metric if m.label == "Parameters"]
-    assert params == ["20.75M", "23.53M"]  # torchvision's resnet50 with a 10-class head; B adds projections
-    assert "more parameters" in at.info[0].value
+    assert params == ["22.78M", "25.56M"]  # torchvision's resnet50 (25,557,032); B adds projections
+    assert at.radio(key=K + "classes").value == 1000
+    info = at.info[0].value
+    assert "more parameters" in info and "3.8×10⁹" in info and "4.09×10⁹ multiply-adds" in info
+    assert [m.value for m in at.metric if m.label == "Multiply-adds"][1] == "4.09G"
+    assert [m.value for m in at.metric if m.label == "FLOPs"][1] == "8.18G"
+    at.radio(key=K + "classes").set_value(10).run()
+    no_exception(at)
+    assert [m.value for m in at.metric if m.label == "Parameters"] == ["20.75M", "23.53M"]  # the CIFAR head
     at.radio(key=K + "stem").set_value("cifar").run()
     no_exception(at)
     assert subheaders(at)[1] == "ResNet · resnet-50 (CIFAR stem)"
@@ -114,7 +123,10 @@ def test_build_layer_table_toggle_and_collapse():
     rows_weight = len(at.dataframe[0].value)
     at.toggle(key=K + "all_layers").set_value(True).run()
     no_exception(at)
-    assert len(at.dataframe[0].value) > rows_weight == 20
+    table = at.dataframe[0].value
+    assert len(table) > rows_weight == 20
+    shortcut_rows = table[table["plain twin"] != "same"]
+    assert len(shortcut_rows) == 9 and all(shortcut_rows["layer"].str.endswith(".shortcut"))  # one per block
     at.multiselect(key=K + "collapse_cifar_20").set_value(["stage2"]).run()
     no_exception(at)
     assert len(charts(at)) == 2
@@ -156,6 +168,34 @@ def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch):
     assert any("Estimated total" in m.value for m in at.markdown)
     from resnet_viz.jobs import job_queue
     assert not job_queue().jobs()
+
+
+def test_build_depth_1202_is_quick_and_says_what_it_leaves_out():
+    import time
+    at = build().run()
+    start = time.process_time()
+    at.button_group(key="build_cifar_pick").set_value(1202).run()
+    no_exception(at)
+    assert subheaders(at)[1] == "ResNet · resnet-1202"
+    assert time.process_time() - start < 6  # CPU seconds for both nets, page and AppTest included
+    collapse = at.multiselect(key=K + "collapse_cifar_1202")
+    assert collapse.value == ["stage1", "stage2", "stage3"]
+    collapse.set_value([]).run()
+    no_exception(at)
+    assert "first 4 and last 2" in at.multiselect(key=K + "collapse_cifar_1202").placeholder
+    assert any("194 blocks of stage1" in c.value for c in at.caption)
+
+
+def test_presentation_mode_enlarges_the_charts():
+    import json
+    at = build().run()
+    normal = json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"]
+    at.sidebar.toggle(key="presentation").set_value(True).run()
+    no_exception(at)
+    big = json.loads(charts(at)[0].proto.spec)["layout"]
+    assert big["font"]["size"] > normal and big["meta"]["presentation"]
+    at.sidebar.toggle(key="presentation").set_value(False).run()
+    assert json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"] == normal
 
 
 def test_home_with_unusable_folders_explains_instead_of_failing(tmp_path, monkeypatch, unwritable_dir, known_speeds):

@@ -44,7 +44,7 @@ def test_gradient_flow_interactions(trained_store, data_dir, monkeypatch):
     at = app("pages/3_Gradient_flow.py", trained_store, data_dir, monkeypatch).run()
     steps = at.multiselect[1]
     steps.set_value([0]).run()
-    at.toggle[0].set_value(False).run()
+    at.toggle(key="keep_grad_log").set_value(False).run()
     no_exception(at)
     one = at.multiselect[0].value[:1]
     at.multiselect[0].set_value(one).run()
@@ -60,7 +60,7 @@ def test_gradcam_layers_classes_and_uploads(trained_store, data_dir, monkeypatch
     no_exception(at)
     at.selectbox[1].set_value("ship").run()
     no_exception(at)
-    at.toggle[0].set_value(True).run()  # untrained twins too
+    at.toggle(key="keep_cam_untrained").set_value(True).run()  # untrained twins too
     no_exception(at)
     at.radio[0].set_value("Random CIFAR-10 test images").run()
     no_exception(at)

@@ -135,41 +135,65 @@ def assert_no_exception(pg) -> None:
 TOUR = bool(os.environ.get("RESNET_VIZ_E2E_RUNS"))
 
 
+PRESENT = "?presentation=true"  # presentation mode from the address (ui.PRESENTATION_KEY is bound to the URL)
+
+
+def queue_custom_runs(pg, url: str, depth: str, width: str, images: str, batch: str, present: bool = False) -> None:
+    """The Train page's custom form: a plain net and its residual twin of one depth."""
+    open_page(pg, url, "Train" + (PRESENT if present else ""))
+    pg.get_by_text("Custom run", exact=True).click()
+    pg.get_by_label("Depths (comma-separated)", exact=True).fill(depth)
+    pg.get_by_label("Width multiplier", exact=True).fill(width)
+    pg.get_by_label("Epochs", exact=True).fill("1")
+    pg.get_by_label("Training images (0 = all 50,000)", exact=True).fill(images)
+    pg.get_by_label("Batch size", exact=True).fill(batch)
+    pg.get_by_role("button", name="Queue these runs").click()
+
+
 @pytest.mark.skipif(not TOUR, reason="a tour of a real run store needs RESNET_VIZ_E2E_RUNS")
 def test_tour_of_existing_runs(server, page):
-    """Every page on real runs (the default picks are the newest plain/residual pair of one depth), then a preset
-    started from Home, watched live on the Train page and stopped."""
+    """Every page on real runs (the default picks are twins of one preset), as it is and in presentation mode, then a
+    plain net and its twin trained from the Train page and watched live, in both modes."""
     url, _ = server
     pg = page
-    for path, name, ready in (("", "home", "h1"), ("Build", "build", '[data-testid="stPlotlyChart"]'),
-                              ("Gradient_flow", "gradient_flow", '[data-testid="stPlotlyChart"]'),
-                              ("Grad-CAM", "gradcam", '[data-testid="stImage"]'),
-                              ("Compare_runs", "compare", '[data-testid="stPlotlyChart"]'),
-                              ("Analyses", "analyses", '[data-testid="stPlotlyChart"]')):
-        open_page(pg, url, path)
-        pg.wait_for_selector(ready)
-        wait_idle(pg, 120)
-        assert_no_exception(pg)
-        shoot(pg, name)
-    for tab, button, name in (("Lesion", "Compute: delete k random blocks", "analyses_lesion"),
-                              ("Loss landscape", "Compute the landscape", "analyses_landscape"),
-                              ("Shattered", None, "analyses_shattered")):
-        pg.get_by_role("tab", name=tab, exact=False).click()
-        wait_idle(pg, 120)
-        if button:
-            pg.get_by_role("button", name=button).click()
-            wait_idle(pg, 180)
-        assert_no_exception(pg)
-        shoot(pg, name)
+    for mode, suffix in (("", ""), (PRESENT, "_presentation")):
+        for path, name, ready in (("", "home", "h1"), ("Build", "build", '[data-testid="stPlotlyChart"]'),
+                                  ("Gradient_flow", "gradient_flow", '[data-testid="stPlotlyChart"]'),
+                                  ("Grad-CAM", "gradcam", '[data-testid="stImage"]'),
+                                  ("Compare_runs", "compare", '[data-testid="stPlotlyChart"]'),
+                                  ("Analyses", "analyses", '[data-testid="stPlotlyChart"]')):
+            open_page(pg, url, path + mode)
+            pg.wait_for_selector(ready)
+            wait_idle(pg, 120)
+            assert_no_exception(pg)
+            if mode:
+                assert pg.get_by_role("switch", name="Presentation mode").is_checked()
+            shoot(pg, name + suffix)
+        for tab, button, name in (("Lesion", "Compute: delete each block alone", "analyses_lesion"),
+                                  ("Loss landscape", "Compute the landscape", "analyses_landscape"),
+                                  ("Shattered", None, "analyses_shattered"),
+                                  ("Dead ReLUs", None, "analyses_dead_relus")):
+            pg.get_by_role("tab", name=tab, exact=False).click()
+            wait_idle(pg, 120)
+            if button and not mode:  # computed once; presentation mode shows the kept results
+                pg.get_by_role("button", name=button).click()
+                wait_idle(pg, 180)
+            assert_no_exception(pg)
+            shoot(pg, name + suffix)
 
-    open_page(pg, url, "")
-    pg.locator('[data-testid="stButton"]').filter(has_text="Train").first.click()  # the Degradation preset
+    queue_custom_runs(pg, url, depth="20", width="1", images="640", batch="64")
     pg.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
-    pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
-    pg.wait_for_timeout(45_000)  # a few evaluations into the first run
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=240_000)
+    pg.wait_for_timeout(30_000)  # a few evaluations into the first run
     assert_no_exception(pg)
     shoot(pg, "train")
-    for _ in range(2):  # stop both queued runs (the second starts when the first stops)
+    wait_for(lambda: pg.locator("p", has_text=re.compile(r"resnet-20.* — .*training")).count() >= 1, 600)
+    open_page(pg, url, "Train" + PRESENT)  # the plain net and its twin on one chart
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
+    pg.wait_for_timeout(20_000)
+    assert_no_exception(pg)
+    shoot(pg, "train_presentation")
+    for _ in range(2):
         stop = pg.get_by_role("button", name="Stop")
         if stop.count():
             stop.first.click()
@@ -192,7 +216,7 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     # Train: a tiny plain/residual pair through the custom form.
     open_page(pg, url, "Train")
     assert_no_exception(pg)
-    pg.get_by_text("Custom run").click()
+    pg.get_by_text("Custom run", exact=True).click()
     depths = pg.get_by_label("Depths (comma-separated)", exact=True)
     depths.fill("8")
     pg.get_by_label("Width multiplier", exact=True).fill("0.25")
@@ -231,6 +255,7 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     Image.new("RGBA", (300, 180), (30, 120, 200, 255)).save(picture)
     pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(picture))
     pg.get_by_text("your image").first.wait_for()
+    pg.get_by_text("its centre 180×180 square was cut out", exact=False).first.wait_for()  # said, not squashed
     assert_no_exception(pg)
 
     open_page(pg, url, "Compare_runs")

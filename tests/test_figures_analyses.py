@@ -32,7 +32,7 @@ def test_branch_ratio_figures():
     fig = figures.branch_ratio_figure([{"label": "resnet-20", "data": data, "residual": True, "depth": 20}])
     assert isinstance(fig.data[0], go.Bar) and list(fig.data[0].x) == [n for n, _ in data]
     assert fig.layout.xaxis.type == "category" and "F(x)" in fig.layout.yaxis.title.text
-    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖x‖ reference line
+    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖shortcut(x)‖ reference line
     hist = figures.branch_ratio_training_figure([0, 10, 20], np.random.rand(3, 3), [n for n, _ in data],
                                                 label="resnet-20")
     assert [t.name for t in hist.data] == [n for n, _ in data] and list(hist.data[0].x) == [0, 10, 20]
@@ -53,9 +53,12 @@ def test_lesion_single_figure_marks_blocks_that_cannot_be_removed():
     fig = figures.lesion_single_figure([S("plain-8", lesion_result(False), False, 8),
                                         S("resnet-8", lesion_result(True), True, 8)])
     by_name = {t.name: t for t in fig.data}
-    stuck = by_name["plain-8: cannot be removed"]
-    assert list(stuck.x) == ["stage2.block1"] and stuck.marker.pattern.shape == "/"
-    assert NOT_REMOVABLE in stuck.customdata[0] and "%{customdata}" in stuck.hovertemplate
+    stuck = by_name["plain-8: ✕ cannot be removed"]
+    assert list(stuck.x) == ["stage2.block1"] and list(stuck.y) == [0]  # not an accuracy: no bar reaches up
+    [mark] = [a for a in fig.layout.annotations if "cannot be removed" in a.text]
+    assert mark.y == 0 and mark.textangle == -90 and NOT_REMOVABLE in mark.hovertext
+    assert mark.x == pytest.approx(1 - 0.4 + 0.2)  # in plain-8's slot (the left of two) at the second block
+    assert list(fig.layout.xaxis.categoryarray) == ["stage1.block1", "stage2.block1", "stage2.block2"]  # depth order
     assert list(by_name["plain-8: block deleted"].x) == ["stage1.block1", "stage2.block2"]
     assert list(by_name["resnet-8: block deleted"].y) == pytest.approx([60, 30, 50])
     assert list(by_name["plain-8: intact (70.0%)"].y) == pytest.approx([70, 70, 70])
@@ -124,3 +127,33 @@ def test_the_family_comes_from_the_series_not_the_label():
     page_dict = {"label": "resnet-8", "data": data, "residual": False, "depth": 8}  # what the Analyses page passes
     fig = figures.dead_relu_figure([page_dict])
     assert fig.data[0].line.color == figures.PLAIN_COLOR and fig.data[0].line.dash == "dash"
+
+
+def shatter_result(auto1, cos1, far):
+    return {"lags": np.arange(5), "autocorrelation": np.array([1, auto1, 0.5, 0.3, 0.1]),
+            "gradient_cosine": np.array([1, cos1, 0.9, 0.8, far])}
+
+
+def test_shattering_headline_is_the_number_that_differs():
+    trained = [figures.shattering_numbers(shatter_result(0.82, 0.9997, 0.996)),
+               figures.shattering_numbers(shatter_result(0.97, 0.998, 0.97))]
+    assert trained[0] == {"autocorrelation_1": 0.82, "neighbour_cosine": 0.9997, "far_cosine": 0.996, "far_lag": 4}
+    assert figures.shattering_headline(trained) == "autocorrelation_1"  # 0.9997 vs 0.998 would say "no difference"
+    fresh = [figures.shattering_numbers(shatter_result(0.01, 0.004, 0.0)),
+             figures.shattering_numbers(shatter_result(0.86, 0.97, 0.66))]
+    assert figures.shattering_headline(fresh) == "neighbour_cosine"
+    assert figures.shattering_headline(fresh[:1]) == "autocorrelation_1"  # one model: what the chart shows
+    assert "{lag}" in figures.SHATTER_MEASURES["far_cosine"][0]
+
+
+def test_dead_relu_takeaway_follows_the_numbers():
+    healthy = [S("plain-20", [("a", 0.0), ("b", 0.004)], False, 20), S("resnet-20", [("a", 0.0), ("b", 0.0)], True, 20)]
+    assert "do not explain a difference" in figures.dead_relu_takeaway(healthy)
+    sick = [S("plain-56", [("stem.relu", 0.1), ("stage1.block1.relu1", 1.0)], False, 56),
+            S("resnet-56", [("stem.relu", 0.02), ("stage1.block1.relu1", 0.04)], True, 56)]
+    text = figures.dead_relu_takeaway(sick)
+    assert text.startswith("**Takeaway.**") and "**plain-56**: 55.0%" in text and "`stage1.block1.relu1` (100%)" in text
+    assert "1 ReLU layer entirely dead — nothing passes through" in text and "lost more of its units" in text
+    sick[1] = S("resnet-56", [("stem.relu", 0.9), ("stage1.block1.relu1", 1.0)], True, 56)
+    assert "the ResNet has more dead units" in figures.dead_relu_takeaway(sick)
+    assert "shortcuts carry the signal around them" in figures.dead_relu_takeaway(sick)

@@ -59,3 +59,35 @@ def test_fig6_error_curves(runs):
 def test_fig6_without_a_paper_depth_has_no_reference():
     fig = figures.fig6_error_curves([fake_run(residual=True, depth=8)])
     assert not [t for t in fig.data if t.name.startswith("paper")]
+
+
+def test_table6_marks_share_one_label_block_in_line_order(runs):
+    fig = figures.fig6_error_curves(runs)
+    [labels] = [a for a in fig.layout.annotations if "Table 6" in a.text]
+    assert labels.text.index("ResNet-20: 8.75%") < labels.text.index("ResNet-56: 6.97%")  # top line first
+    assert labels.y == PAPER_TABLE6_ERROR[20] and labels.yanchor == "bottom"  # above the highest mark
+    log = figures.fig6_error_curves(runs, log_y=True)
+    assert [a for a in log.layout.annotations if "Table 6" in a.text][0].y == pytest.approx(np.log10(8.75))
+
+
+def test_eval_loss_spike_is_found_and_explained():
+    m = fake_metrics(3, steps=60, evals=6)
+    assert figures.eval_loss_spike(m) is None  # evaluations close to the batches
+    assert figures.eval_spike_note([RunSeries("plain-56", m, [], residual=False, depth=56)]) is None
+    m["test_loss"] = m["test_loss"].copy()
+    m["test_loss"][1] = 1.2e5  # BN's running statistics lag in eval mode
+    spike = figures.eval_loss_spike(m)
+    assert spike["step"] == int(m["eval_step"][1]) and spike["split"] == "test" and spike["eval_loss"] == 1.2e5
+    assert 1.5 < spike["batch_loss"] < 2.5
+    note = figures.eval_spike_note([RunSeries("plain-56", m, [], residual=False, depth=56),
+                                    fake_run(residual=True, depth=20)])
+    assert "**plain-56**'s evaluation loss reaches 1.2×10⁵" in note and "resnet-20" not in note
+    assert "running averages" in note
+
+
+def test_spike_note_numbers_read_like_a_slide():
+    m = fake_metrics(3, steps=60, evals=6)
+    m["test_loss"] = m["test_loss"].copy()
+    m["test_loss"][0] = 3540.0
+    note = figures.eval_spike_note([RunSeries("resnet-56", m, [], residual=True, depth=56)])
+    assert "reaches 3,540 on the test subset at step 0" in note

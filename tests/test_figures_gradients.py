@@ -101,3 +101,42 @@ def test_gradient_flow_finding_follows_the_data():
     assert figures.gradient_flow_finding(growing, names)["trend"] == "grows"
     nothing = np.full((steps, 4), np.nan)
     assert figures.gradient_flow_finding(nothing, names)["ratio_end"] is None
+
+
+def test_finding_names_real_steps_and_quotes_the_table_numbers():
+    names = ["stem.conv", "stage1.block1.conv1", "stage1.block1.conv2", "fc"]
+    g = np.ones((30, 4))
+    g[0, 0] = np.nan  # the first recorded row has no usable ratio
+    g[1, 0] = 50.0
+    g[2:, 0] = np.linspace(0.5, 0.02, 28)
+    steps = np.arange(30) * 10  # recorded every 10 steps
+    f = figures.gradient_flow_finding(g, names, steps=steps)
+    assert f["start_step"] == 10 and f["ratio_start"] == pytest.approx(50)
+    assert "at step 10 " in f["sentence"] and "initialisation" not in f["sentence"]
+    assert f["end_steps"] == (270, 290)  # the last 10% of the 30 recorded rows
+    assert f["ratio_end"] == pytest.approx(np.median(g[27:, 0]))
+    assert figures.format_ratio(f["ratio_end"]) in f["sentence"]  # the table's string, word for word
+    g[0, 0] = 50.0
+    assert "at initialisation (step 0)" in figures.gradient_flow_finding(g, names, steps=steps)["sentence"]
+    with pytest.raises(ValueError):
+        figures.gradient_flow_finding(g, names, steps=steps[:5])
+
+
+def test_format_ratio():
+    assert [figures.format_ratio(x) for x in (250.4, 3.62, 0.0563, 0.00283, None, float("nan"))] == \
+        ["250×", "3.6×", "0.056×", "1/353", "—", "—"]
+
+
+def test_for_projector_enlarges_type_lines_and_height(runs):
+    fig = figures.grad_norm_heatmap(runs[0].metrics["grad_norms"], runs[0].metrics["grad_norm_step"],
+                                    runs[0].layer_names)
+    big = figures.for_projector(fig)
+    scale = figures.PRESENTATION_SCALE
+    assert big.layout.font.size == pytest.approx(fig.layout.font.size * scale)
+    assert big.layout.height > fig.layout.height and big.data[0].colorbar.thickness > 30
+    assert big.layout.meta["presentation"] and "presentation" not in fig.layout.meta  # the original is untouched
+    ratio = figures.first_last_ratio_figure(runs)
+    big = figures.for_projector(ratio)
+    assert big.data[0].line.width > ratio.data[0].line.width
+    assert big.layout.annotations[0].font.size == pytest.approx(ratio.layout.annotations[0].font.size * scale)
+    assert np.allclose(big.data[0].y, ratio.data[0].y, equal_nan=True)  # the data are the same

@@ -301,6 +301,40 @@ def test_summary_with_projections_and_input_size():
     assert {r["name"]: r for r in big["layers"]}["stage3.block3.relu_out"]["output_shape"] == (64, 16, 16)
 
 
+def measured_rows(cfg: ModelConfig, size: int) -> list[tuple]:
+    """(name, output shape, params) of every layer, measured by running the model with forward hooks on a CPU."""
+    model, rows = small(cfg).eval(), []
+    leaves = [(n, m) for n, m in model.named_modules()
+              if n and not list(m.children()) and not isinstance(m, nn.Flatten)]
+    for n, m in leaves:
+        m.register_forward_hook(lambda mod, i, out, n=n: rows.append(
+            (n, tuple(out.shape[1:]), sum(p.numel() for p in mod.parameters(recurse=False)))))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return rows
+
+
+@pytest.mark.parametrize("cfg, size", [
+    (ModelConfig(depth=8), 32), (ModelConfig(depth=8, residual=False), 32), (ModelConfig(depth=14, shortcut="B"), 32),
+    (ModelConfig(depth=8, shortcut="C", batchnorm=False), 20), (ModelConfig(depth=8, width=0.5), 17),
+    (ModelConfig(family="imagenet", depth=18, width=0.25), 64),
+    (ModelConfig(family="imagenet", depth=50, width=0.125, stem="cifar"), 32),
+    (ModelConfig(family="imagenet", depth=50, width=0.125, residual=False), 57)])
+def test_summary_shapes_are_the_shapes_a_forward_pass_produces(cfg, size):
+    """model_summary works the shapes out without running the model; they must be what running it gives."""
+    s = model_summary(cfg, size)
+    assert [(r["name"], r["output_shape"], r["params"]) for r in s["layers"]] == measured_rows(cfg, size)
+
+
+def test_summary_of_the_deepest_net_is_quick():
+    import time
+    model_summary(ModelConfig(depth=20))
+    start = time.process_time()
+    s = model_summary(ModelConfig(depth=1202))
+    assert time.process_time() - start < 2.0  # CPU seconds: a busy machine's wall clock says nothing
+    assert s["weight_layers"] == 1202 and round(s["total_params"] / 1e6, 1) == 19.4
+
+
 # ------------------------------------------------------------------------------------------------------- lesioning
 
 def test_lesioned_residual_block_is_its_shortcut_only():

@@ -143,8 +143,9 @@ def test_memory_estimate_rejects_what_cannot_fit(tiny_data):
 
 
 def test_branch_ratios_recorded_for_residual_nets_only(tiny_data, tmp_path):
-    """Every N steps the trainer logs ‖F(x)‖/‖x‖ per block; the first row equals the analysis at initialisation,
-    the store keeps the block names, the CSV export has a column per block, and plain nets log nothing."""
+    """Every N steps the trainer logs ‖F(x)‖/‖shortcut(x)‖ per block; the first row equals the analysis at
+    initialisation, the store keeps the block names, the CSV export has a column per block, and plain nets log
+    nothing."""
     from resnet_viz.analyses import branch_ratio_names, branch_ratios
     from resnet_viz.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
     from resnet_viz.data import stratified_subset

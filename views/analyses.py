@@ -17,7 +17,7 @@ from resnet_viz import analyses as A
 from resnet_viz import figures as AP
 from resnet_viz.data import CIFAR10_CLASSES
 from resnet_viz.errors import ResnetVizError
-from views.analysis_selection import K, Entry, Selection, analysed, each, names
+from views.analysis_selection import K, Entry, Selection, analysed, each, load_entries, names
 from views.models import budget_images, cached
 
 
@@ -46,12 +46,13 @@ def response_std_section(sel: Selection) -> None:
 
 # -------------------------------------------------------------------------------------------- 2. branch ratios ----
 def branch_ratio_section(sel: Selection) -> None:
-    st.subheader("Residual-branch ratio ‖F(x)‖ / ‖x‖")
+    st.subheader("Residual-branch ratio ‖F(x)‖ / ‖shortcut(x)‖")
     residual = [e for e in sel.entries if e.residual]
     plain = [e for e in sel.entries if not e.residual]
     if plain:
         st.info(f"{names(plain)} {'is a plain net' if len(plain) == 1 else 'are plain nets'}: a plain block has no "
-                "shortcut, so there is no ‖F(x)‖/‖x‖ to measure — the ratio is defined for residual blocks only. "
+                "shortcut, so there is no ‖F(x)‖/‖shortcut(x)‖ to measure — the ratio is defined for residual blocks "
+                "only. "
                 + ("Add a ResNet (e.g. the twin of the same depth) to see it." if not residual else
                    "The chart shows the residual model(s)."))
     if residual:
@@ -84,12 +85,13 @@ def branch_ratio_section(sel: Selection) -> None:
                        "and show them here, step by step.")
     st.markdown(
         "**What this shows.** For each residual block, ‖F(x)‖ — the residual branch's output after its last BN, "
-        "before the addition — divided by ‖x‖, the norm of what arrives through the shortcut, per image and "
-        f"then averaged over {sel.n_images:,} test images. He et al. argue that when an identity mapping is close to "
-        "optimal, the solver can simply push F towards zero; a ratio well below 1 means the block makes a small "
-        "correction to what passes through it, one near or above 1 that it rewrites it. At a downsampling block "
-        "the shortcut is the subsampled, zero-padded input (option A), so its ratio is not directly comparable "
-        "with the identity blocks'. Small ratios are what the argument predicts, not a guarantee: read what your "
+        "before the addition — divided by ‖shortcut(x)‖, the norm of what arrives through the shortcut, per image "
+        f"and then averaged over {sel.n_images:,} test images. At an identity block shortcut(x) is x itself; at a "
+        "downsampling block it is x subsampled and zero-padded (option A), about half of ‖x‖ — so there the ratio "
+        "is about twice ‖F(x)‖/‖x‖ and not directly comparable with the identity blocks'. He et al. argue that when "
+        "an identity mapping is close to optimal, the solver can simply push F towards zero; a ratio well below 1 "
+        "means the block makes a small correction to what passes through it, one near or above 1 that it rewrites "
+        "it. Small ratios are what the argument predicts, not a guarantee: read what your "
         "runs show" + (" — and these are untrained nets, whose branches are as large as random weights make "
                        "them." if sel.fresh else "."))
 
@@ -173,7 +175,8 @@ def lesion_section(sel: Selection) -> None:
         "paths of different lengths: deleting one block removes only the paths through it, and accuracy falls "
         "smoothly as more blocks go (their Fig. 5) — except at some downsampling blocks, which hurt more. Deleting "
         "a layer of a plain net (VGG in their study) breaks its only path, and accuracy drops to about chance. "
-        "Dashed lines are each model's intact accuracy; the dotted line is chance; error bars are ± one standard "
+        "Dashed lines are each model's intact accuracy; the dotted line is chance; a block that cannot be deleted "
+        "has no bar, only “✕ cannot be removed” on the axis; error bars are ± one standard "
         "deviation over the random draws. Accuracies come from a small class-balanced subset, so differences of "
         "a few points are noise" + (". On untrained nets every variant is near chance; there is nothing to lose."
                                     if sel.fresh else "."))
@@ -271,7 +274,12 @@ def landscape_section(sel: Selection) -> None:
 # -------------------------------------------------------------------------------------- 5. shattered gradients ----
 def shattering_section(sel: Selection) -> None:
     st.subheader("Shattered gradients (Balduzzi et al. 2017)")
-    s1, s2, s3, s4 = st.columns([1, 1, 1, 2])
+    s0, s1, s2, s3, s4 = st.columns([1.4, 1, 1, 1, 2])
+    # Balduzzi et al.'s result is about networks at initialisation: this tab starts there whatever the page shows.
+    at_init = sel.fresh or s0.toggle("At initialisation", True, key=K + "shatter_at_init",
+                                     help="Balduzzi et al. compare networks at initialisation: on (the default), the "
+                                          "chosen runs' architectures freshly initialised (seed 0); off, their "
+                                          "trained weights.")
     which = s1.number_input("Image", 0, sel.n_images - 1, 0, key=K + "shatter_image",
                             help="Which of the chosen test images the line of inputs goes through.")
     points = s2.select_slider("Points on the line", (16, 32, 64, 128, 256), value=64, key=K + "shatter_points")
@@ -281,40 +289,53 @@ def shattering_section(sel: Selection) -> None:
     view = s4.radio("Show", AP.SHATTER_VIEWS, horizontal=True, key=K + "shatter_view",
                     format_func={"autocorrelation": "autocorrelation vs lag", "cosine": "gradient cosine vs lag",
                                  "signal": "the gradient signal"}.get)
+    entries = sel.entries if sel.fresh or not at_init else load_entries(
+        [e.run for e in sel.entries], True, sel.images, sel.images_key)
     which = min(int(which), sel.n_images - 1)
     image = sel.images[which]
     params = (sel.images_key, which, int(points), float(epsilon))
-    results = each("shattering", sel.entries, params,
+    results = each("shattering", entries, params,
                    lambda m: A.gradient_shattering(m, image, points=int(points), epsilon=float(epsilon)))
+    # a gradient that is zero all along the line has nothing to correlate: no numbers, no line on the chart
+    numbers = [AP.shattering_numbers(r) if np.any(np.asarray(r["signal"]) != 0)
+               or np.any(np.asarray(r["pixel_signal"]) != 0) else None for _, r in results]
+    drawn = [(e, r, n) for (e, r), n in zip(results, numbers) if n is not None]
     if results:
+        key = AP.shattering_headline([n for _, _, n in drawn])
+        lag = max([n["far_lag"] for _, _, n in drawn], default=0)
+        name, meaning = (t.format(lag=lag) for t in AP.SHATTER_MEASURES[key])
         p1, *metric_cols = st.columns(1 + len(results))
         p1.image(Image.fromarray(image.permute(1, 2, 0).numpy()).resize((96, 96), Image.Resampling.NEAREST),
                  caption=f"true: {CIFAR10_CLASSES[int(sel.labels[which])]}")
-        drawn = []
-        for col, (e, r) in zip(metric_cols, results):
-            flat = not np.any(np.asarray(r["signal"]) != 0) and not np.any(np.asarray(r["pixel_signal"]) != 0)
-            if not flat:
-                drawn.append((e, r))
-            col.metric(e.label, "undefined" if flat else f"{r['neighbour_correlation']:.3f}",
-                       help="Mean cosine similarity of the input gradients at neighbouring points of the line.")
-            col.caption(f"gradient of the “{CIFAR10_CLASSES[r['predicted_class']]}” logit (its prediction)")
-            if flat:
+        for col, (e, r), n in zip(metric_cols, results, numbers):
+            col.metric(e.label, "undefined" if n is None else f"{n[key]:.3f}", help=f"{name}: {meaning}.")
+            col.caption(f"{name} · gradient of the “{CIFAR10_CLASSES[r['predicted_class']]}” logit (its "
+                        "prediction)")
+            if n is None:
                 col.warning("The gradient is exactly zero all along the line: this model's output does not "
                             "depend on the input here (e.g. every unit of some layer is dead). There is nothing "
                             "to correlate — that is not the same as shattered. It is left out of the chart.")
         if drawn:
-            ui.plotly(AP.shattering_figure([e.series(r) for e, r in drawn], view=view), key="an_shatter")
+            ui.plotly(AP.shattering_figure([e.series(r) for e, r, _ in drawn], view=view), key="an_shatter")
+            st.caption(f"The number above each model is its **{name}** ({meaning}): of the three summaries below, "
+                       "the one on which these models differ most.")
+            st.dataframe([{"model": e.label, **{AP.SHATTER_MEASURES[k][0].format(lag=lag): round(n[k], 4)
+                                                for k in AP.SHATTER_MEASURES}} for e, _, n in drawn],
+                         hide_index=True)
     st.markdown(
         "**What this shows.** Balduzzi et al. found that as plain feedforward nets get deeper, the gradient with "
         "respect to the input, taken at nearby inputs, decorrelates until it looks like white noise — it "
         "“shatters”, and a gradient that carries so little structure is a poor guide for learning — while in "
         "ResNets the correlation decays far more slowly with depth. Here the inputs are "
         f"{int(points)} points on a straight line through one test image (x + t·d, |t| ≤ ε, d random); at each, "
-        "the gradient of the logit of the class the model predicts for the image. The number above is the mean "
-        "cosine similarity of neighbouring points' gradients: near 1 smooth, near 0 shattered. Their analysis "
-        "is about networks at initialisation — "
-        + ("as here." if sel.fresh else "switch on **fresh models** to match it; trained nets need not behave the "
-                                    "same way.")
+        "the gradient of the logit of the class the model predicts for the image. Their analysis is about networks "
+        "at initialisation — "
+        + ("as here: fresh nets, seed 0, BN statistics measured on the chosen test images. At depth 56 a plain "
+           "net's neighbouring gradients are already nearly unrelated (cosine ≈ 0), its twin's almost parallel."
+           if at_init else
+           "these are trained nets, which need not behave the same way: their whole gradients share a large common "
+           "part, so neighbours' cosines sit near 1 for every net, and a trained plain net can even decorrelate "
+           "more slowly than its twin.")
         + " One image and one line are one sample: try other images before drawing conclusions.")
 
 
@@ -324,6 +345,7 @@ def dead_relus_section(sel: Selection) -> None:
     results = each("dead_relus", sel.entries, (sel.images_key,), lambda m: A.dead_relus(m, sel.images))
     if results:
         ui.plotly(AP.dead_relu_figure([e.series(r) for e, r in results]), key="an_dead")
+        st.markdown(AP.dead_relu_takeaway([e.series(r) for e, r in results]))
         st.dataframe([{"model": e.label, "ReLU layers": len(r),
                        "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
                        "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results],

@@ -59,7 +59,7 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
                         "then queue the run again.")
         elif job.message:
             st.caption(job.message)
-        if job.metrics is not None and len(job.metrics.get("loss", ())) > 1:
+        if job.metrics is not None and len(job.metrics.get("loss", ())) > 1 and not ui.presentation():
             run = figures.RunSeries.from_run(job)
             left, right = st.columns(2)
             with left:
@@ -69,6 +69,7 @@ def _job_card(job: Job, position: int | None, eta: float | None) -> None:
                     key=f"loss_{job.id}")
             with right:
                 ui.plotly(figures.training_curves([run], metric="error", title="Error (%)"), key=f"err_{job.id}")
+            _spike_note([run])
 
 
 @st.fragment(run_every=1.0)
@@ -89,3 +90,25 @@ def live_jobs() -> None:
     positions = {j.id: i for i, j in enumerate(pending)}
     for job in jobs:
         _job_card(job, positions.get(job.id), etas.get(job.id))
+    if ui.presentation():
+        _one_chart(jobs)
+
+
+def _one_chart(jobs: list[Job]) -> None:
+    """Presentation mode: the nets' losses on one wide chart — a plain net and its twin side by side on one axis,
+    readable from the back row — instead of two narrow charts per card."""
+    drawn = [j for j in jobs if j.metrics is not None and len(j.metrics.get("loss", ())) > 1]
+    if drawn:
+        series = [figures.RunSeries.from_run(j) for j in drawn]
+        ui.plotly(figures.training_curves(
+            series, metric="loss", title="Loss",
+            log_y=figures.spans_decades(j.metrics.get(k) for j in drawn for k in ("loss", "train_loss", "test_loss"))),
+            key="loss_all")
+        _spike_note(series)
+
+
+def _spike_note(series: list) -> None:
+    """Why an evaluation loss far above the batches' (a deep plain net early on) is not the net blowing up."""
+    note = figures.eval_spike_note(series)
+    if note:
+        st.caption(note)

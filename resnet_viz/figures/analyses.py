@@ -15,7 +15,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from .runs import AnalysisSeries, SeriesLike, as_analysis_series
-from .style import HEATMAP_SCALE, NEUTRAL_FILL, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, run_colors
+from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, run_colors
 
 CHANCE_COLOR = "#999999"
 NOT_REMOVABLE_COLOR = "#bdbdbd"
@@ -75,9 +75,13 @@ def response_std_figure(series: Sequence[SeriesLike], log_y: bool = False, sort_
 
 # --------------------------------------------------------------------------------- 2. branch ratios ----
 def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
-                        title: str = "How much each residual block changes its input: ‖F(x)‖ / ‖x‖") -> go.Figure:
+                        title: str = "How much each residual block changes what passes through it: "
+                                     "‖F(x)‖ / ‖shortcut(x)‖") -> go.Figure:
     """Grouped bars, one group per residual block (depth order), one bar per model; a dotted line at 1 marks a branch
-    as large as its input. Plain models have no such ratio and should not be passed (their `data` would be empty)."""
+    as large as its shortcut. The denominator is the shortcut's output: x itself at an identity block, x subsampled
+    and zero-padded (option A: about half of ‖x‖) or projected at a downsampling block — one name,
+    ‖F(x)‖ / ‖shortcut(x)‖, on every chart and axis. Plain models have no such ratio and should not be passed
+    (their `data` would be empty)."""
     items = as_analysis_series(series)
     fig = go.Figure()
     for s, color in zip(items, run_colors(items)):
@@ -86,7 +90,7 @@ def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
             x=names, y=y, name=s.label, marker=dict(color=color),
             hovertemplate=f"<b>{s.label}</b><br>%{{x}}<br>‖F(x)‖ / ‖shortcut(x)‖ = %{{y:.3g}}<extra></extra>"))
     fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
-                  annotation_text="branch as large as its input", annotation_position="top left",
+                  annotation_text="branch as large as the shortcut", annotation_position="top left",
                   annotation_font=dict(size=11, color="#666666"))
     base_layout(fig, title, height=430, barmode="group", bargap=0.25, showlegend=True)
     fig.update_xaxes(title_text="residual block (input → output)", type="category", tickangle=-45)
@@ -114,8 +118,8 @@ def branch_ratio_training_figure(steps: Any, ratios: Any, block_names: Sequence[
     for j, (name, color) in enumerate(zip(names, colors)):
         fig.add_trace(go.Scatter(
             x=x, y=z[:, j], mode="lines", name=name, line=dict(color=color, width=1.6),
-            hovertemplate=f"<b>{name}</b><br>step %{{x:,}}<br>‖F(x)‖ / ‖x‖ = %{{y:.3g}}<extra></extra>"))
-    base_layout(fig, f"{label + ': ' if label else ''}‖F(x)‖ / ‖x‖ per block during training", height=430)
+            hovertemplate=f"<b>{name}</b><br>step %{{x:,}}<br>‖F(x)‖ / ‖shortcut(x)‖ = %{{y:.3g}}<extra></extra>"))
+    base_layout(fig, f"{label + ': ' if label else ''}‖F(x)‖ / ‖shortcut(x)‖ per block during training", height=430)
     fig.update_xaxes(title_text="iteration (SGD step)", rangemode="tozero")
     fig.update_yaxes(title_text="‖F(x)‖ / ‖shortcut(x)‖" + (" — log scale" if log_y else ""),
                      type="log" if log_y else "linear")
@@ -123,14 +127,22 @@ def branch_ratio_training_figure(steps: Any, ratios: Any, block_names: Sequence[
 
 
 # ------------------------------------------------------------------------------------------- 3. lesions ----
+LESION_BARGAP = 0.2  # share of each block's slot left empty between groups of bars
+
+
 def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
                          title: str = "Delete one block at test time (Veit et al. 2016)") -> go.Figure:
-    """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict). A block that
-    cannot be removed gets a grey hatched bar over the whole axis, with the reason in its hover — it is not an
-    accuracy. Each model's intact accuracy is a dashed line in its colour; chance is dotted."""
+    """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict), blocks in depth
+    order. A block that cannot be removed gets no bar — there is no accuracy to show — but "✕ cannot be removed"
+    written upwards from the axis in its model's slot, with the reason in its hover. Each model's intact accuracy is
+    a dashed line in its colour; chance is dotted."""
     items = as_analysis_series(series)
+    order: list[str] = []  # every block in depth order, whichever model has it
+    for s in items:
+        order += [b["block"] for b in (s.data or {}).get("blocks", []) if b["block"] not in order]
+    slot = (1 - LESION_BARGAP) / max(len(items), 1)  # each model's bar width, in category units
     fig = go.Figure()
-    for s, color in zip(items, run_colors(items)):
+    for i, (s, color) in enumerate(zip(items, run_colors(items))):
         result = s.data or {}
         base = 100.0 * float(result.get("baseline", float("nan")))
         blocks = list(result.get("blocks", []))
@@ -146,22 +158,26 @@ def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
             hovertemplate=(f"<b>{s.label}</b>, %{{x}} deleted<br>accuracy %{{y:.1f}}% "
                            f"(intact {base:.1f}%, change %{{customdata[0]:+.1f}} points)%{{customdata[1]}}"
                            "<extra></extra>")))
-        if bad:
-            fig.add_trace(go.Bar(
-                x=[b["block"] for b in bad], y=[100.0] * len(bad), name=f"{s.label}: cannot be removed",
-                offsetgroup=s.label, legendgroup=s.label,
-                marker=dict(color=NEUTRAL_FILL, line=dict(color=NOT_REMOVABLE_COLOR, width=1),
-                            pattern=dict(shape="/", fgcolor=NOT_REMOVABLE_COLOR, solidity=0.3)),
-                customdata=[b.get("reason") or "cannot be removed" for b in bad],
-                hovertemplate=f"<b>{s.label}</b>, %{{x}}<br>cannot be removed: it %{{customdata}}<extra></extra>"))
+        if bad:  # not an accuracy: words on the axis, in the model's slot, that no bar can be mistaken for
+            fig.add_trace(go.Bar(  # zero height: its legend entry names the mark
+                x=[b["block"] for b in bad], y=[0.0] * len(bad), name=f"{s.label}: ✕ cannot be removed",
+                offsetgroup=s.label, legendgroup=s.label, marker=dict(color=NOT_REMOVABLE_COLOR),
+                customdata=[b.get("reason") or "cannot be removed" for b in bad], hoverinfo="skip"))
+            for b in bad:
+                fig.add_annotation(
+                    x=order.index(b["block"]) - (1 - LESION_BARGAP) / 2 + slot * (i + 0.5), y=0, yanchor="bottom",
+                    text="✕ cannot be removed", textangle=-90, showarrow=False, font=dict(size=11, color="#666666"),
+                    hovertext=f"<b>{s.label}</b>, {b['block']}: cannot be removed — it "
+                              f"{b.get('reason') or 'has no path around it'}")
         if names:
             fig.add_trace(go.Scatter(
                 x=names, y=[base] * len(names), mode="lines", name=f"{s.label}: intact ({base:.1f}%)",
                 legendgroup=s.label, line=dict(color=color, width=2, dash="dash"),
                 hovertemplate=f"<b>{s.label}</b> intact: {base:.1f}%<extra></extra>"))
     _chance_line(fig, num_classes)
-    base_layout(fig, title, height=460, barmode="group", bargap=0.2)
-    fig.update_xaxes(title_text="deleted block (input → output)", type="category", tickangle=-45)
+    base_layout(fig, title, height=460, barmode="group", bargap=LESION_BARGAP)
+    fig.update_xaxes(title_text="deleted block (input → output)", type="category", tickangle=-45,
+                     categoryorder="array", categoryarray=order)
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     return fig
 
@@ -369,3 +385,4 @@ def dead_relu_figure(series: Sequence[SeriesLike], title: str = "Dead ReLUs: uni
 def no_data_figure(message: str, title: str = "") -> go.Figure:
     """An empty figure that says why there is nothing to draw."""
     return _empty(base_layout(go.Figure(), title, height=260), message)
+

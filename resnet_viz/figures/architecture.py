@@ -188,7 +188,7 @@ def _block_nodes(st: dict) -> list[dict]:
     if len(blocks) <= MAX_EXPANDED_BLOCKS:
         return [box(b) for b in blocks]
     hidden = blocks[4:-2]
-    elide = {"kind": "elide", "stage": st["name"],
+    elide = {"kind": "elide", "stage": st["name"], "count": len(hidden),
              "label": f"… {len(hidden)} more {hidden[0]['article_kind']}s ({hidden[0]['name']} … "
                       f"{hidden[-1]['name']}) …",
              "hover": f"{len(hidden)} blocks not drawn, all like the one above"}
@@ -335,7 +335,9 @@ def architecture_diagram(summary: Mapping[str, Any], collapsed_stages: set[str] 
     Residual blocks get a curved skip arc from their input to the ⊕ after them: solid for an identity shortcut,
     dashed for option A's zero-pad identity, bold with a "1×1 conv" label for a projection. Plain models have none.
     collapsed_stages: stage names drawn as one box ("stage2: 18 blocks, 32 ch"); True = all, False = none,
-    None = stages with more than AUTO_COLLAPSE_BLOCKS blocks. `fig.layout.meta` holds counts (nodes, arcs, …)."""
+    None = stages with more than AUTO_COLLAPSE_BLOCKS blocks. An expanded stage of more than MAX_EXPANDED_BLOCKS
+    blocks shows its first four and last two around one box for the rest. `fig.layout.meta` holds counts (nodes,
+    arcs, elided_blocks = {stage: blocks not drawn} …)."""
     layout = _layout_of(summary)
     collapsed = _resolve_collapsed(layout, collapsed_stages)
     residual = layout["residual"]
@@ -364,6 +366,7 @@ def architecture_diagram(summary: Mapping[str, Any], collapsed_stages: set[str] 
         hovermode="closest", showlegend=residual,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0, xanchor="left", font=dict(size=10)),
         meta={"nodes": n, "arcs": n_arcs, "collapsed": sorted(collapsed), "residual": residual,
+              "elided_blocks": {node["stage"]: node["count"] for node in nodes if node["kind"] == "elide"},
               "stages": [s["name"] for s in layout["stages"]]})
     fig.update_xaxes(visible=False, range=[-1.75, 2.05], fixedrange=True)
     fig.update_yaxes(visible=False, range=[ys[-1] - 0.6, 0.6], fixedrange=True)

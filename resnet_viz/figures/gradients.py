@@ -152,34 +152,55 @@ def first_last_ratio_figure(runs: Sequence[RunSeries], log_y: bool = True, smoot
     return fig
 
 
-def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, loss: Any = None) -> dict:
+END_FRACTION = 0.1  # "at the end" = the median over this last share of the recorded steps
+RATIO_DEFINITION = ("**The ratio** is ‖∇W first layer‖ ÷ ‖∇W last conv layer‖. **At the start** is its value at the "
+                    "first recorded step where both gradients are finite; **at the end** is its median over the last "
+                    "10% of the recorded steps (one step's ratio jitters from batch to batch).")
+
+
+def format_ratio(x: float | None) -> str:
+    """One way to write a ratio everywhere on a page: 250×, 3.6×, 0.056×, 1/140 (below 0.01)."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.2g}×" if x >= 0.01 else f"1/{1 / x:,.0f}"
+
+
+def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, loss: Any = None,
+                          steps: Any = None) -> dict:
     """What one run's recorded gradients show, in numbers and one plain sentence — so the page's text follows the
-    data instead of asserting the paper's result. Keys: ratio_start, ratio_end (first layer ÷ last conv; the end is the
-    median over the last 10% of recorded steps), trend ("fades" below 0.1, "grows" above 10, else "even"), stuck
-    (the last 10% of training losses average within 2% of ln 10: chance level for 10 classes) and sentence."""
+    data instead of asserting the paper's result, and quotes the same numbers as its table (`RATIO_DEFINITION`).
+
+    steps: the training step of each row of grad_norms (the run's "grad_norm_step"; default: the row index).
+    Keys: start_step and ratio_start (first layer ÷ last conv at the first row with a finite ratio), end_steps
+    (first and last step of the last 10% of rows) and ratio_end (the median over them), trend ("fades" below 0.1,
+    "grows" above 10, else "even"), stuck (the last 10% of training losses average within 2% of ln 10: chance level
+    for 10 classes) and sentence."""
     ratio = first_last_ratio(grad_norms, layer_names)
+    steps = np.arange(len(ratio)) if steps is None else np.asarray(steps)
+    if len(steps) != len(ratio):
+        raise ValueError(f"{len(steps)} steps for {len(ratio)} rows of gradient norms.")
     finite = np.flatnonzero(np.isfinite(ratio))
     if not len(finite):
-        return {"ratio_start": None, "ratio_end": None, "trend": None, "stuck": False,
-                "sentence": "no finite gradient norms were recorded"}
-    start = float(ratio[finite[0]])
-    tail = ratio[finite[-max(1, len(finite) // 10):]]
-    end = float(np.median(tail))
+        return {"start_step": None, "ratio_start": None, "end_steps": None, "ratio_end": None, "trend": None,
+                "stuck": False, "sentence": "no finite gradient norms were recorded"}
+    start, start_step = float(ratio[finite[0]]), int(steps[finite[0]])
+    tail = finite[-max(1, math.ceil(len(finite) * END_FRACTION)):]
+    end = float(np.median(ratio[tail]))
+    end_steps = (int(steps[tail[0]]), int(steps[tail[-1]]))
     trend = "fades" if end < 0.1 else "grows" if end > 10 else "even"
     losses = np.asarray(loss, dtype=float) if loss is not None else np.zeros(0)
     losses = losses[np.isfinite(losses)]
     stuck = bool(len(losses) and abs(losses[-max(1, len(losses) // 10):].mean() - np.log(10)) < 0.02 * np.log(10))
-
-    def times(x: float) -> str:
-        return f"{x:,.0f}×" if x >= 100 else f"{x:.2g}×" if x >= 0.01 else f"1/{1 / x:,.0f}"
-
-    sentence = (f"the first layer's gradient is {times(start)} the last conv layer's at step {int(finite[0])} and "
-                f"{times(end)} at the end — " + {
+    when = "at initialisation (step 0)" if start_step == 0 else f"at step {start_step:,}"
+    sentence = (f"the first layer's gradient is {format_ratio(start)} the last conv layer's {when} and "
+                f"{format_ratio(end)} at the end — " + {
                     "fades": "at the end it fades on its way back to the input",
                     "grows": "at the end it grows on its way back to the input",
                     "even": "at the end it stays within a factor of ten across depth"}[trend])
     if start > 10:
-        sentence += "; at initialisation it is far larger at the input end (it explodes, it does not vanish)"
+        sentence += (f"; {'at initialisation' if start_step == 0 else 'at the start'} it is far larger at the input "
+                     "end (it explodes, it does not vanish)")
     if stuck:
         sentence += "; its training loss ended at chance level (ln 10 ≈ 2.30): the net has stopped learning"
-    return {"ratio_start": start, "ratio_end": end, "trend": trend, "stuck": stuck, "sentence": sentence}
+    return {"start_step": start_step, "ratio_start": start, "end_steps": end_steps, "ratio_end": end, "trend": trend,
+            "stuck": stuck, "sentence": sentence}

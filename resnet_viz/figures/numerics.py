@@ -156,7 +156,7 @@ def spans_decades(arrays: Iterable[Any], decades: float = 2.0) -> bool:
     values = [np.asarray(a, dtype=float).ravel() for a in arrays if a is not None]
     values = np.concatenate(values) if values else np.zeros(0)
     values = values[np.isfinite(values) & (values > 0)]
-    return bool(len(values)) and values.max() / values.min() >= 10 ** decades
+    return bool(len(values) and values.max() / values.min() >= 10 ** decades)
 
 
 def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
@@ -176,3 +176,28 @@ def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
         if falls and flat_before and flat_after:
             drops.append(int(steps[i]))
     return drops
+
+
+def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | None:
+    """The evaluation whose loss most exceeds the training-batch loss of the same moment, when it does so by more
+    than `factor`: {"step", "split" ("train" or "test" subset), "eval_loss", "batch_loss"}; None when none does.
+
+    Evaluations run in eval mode, where BatchNorm normalises with its running averages instead of the batch's own
+    statistics; early in training those averages lag behind fast-changing weights, and in a deep plain net the
+    mismatch compounds layer after layer into losses of 10³–10⁵ while the batches' loss is ordinary."""
+    es, steps, loss = metric_array(metrics, "eval_step"), metric_array(metrics, "step"), metric_array(metrics, "loss")
+    if es is None or steps is None or loss is None or len(steps) != len(loss):
+        return None
+    worst = None
+    for split in ("train", "test"):
+        values = metric_array(metrics, f"{split}_loss")
+        if values is None or len(values) != len(es):
+            continue
+        for step, value in zip(es.tolist(), values.astype(float).tolist()):
+            at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
+            batch = float(np.nanmean(loss[max(0, at - 4): at + 1]))  # the batches around that evaluation
+            if not (math.isfinite(value) and math.isfinite(batch) and batch > 0):
+                continue
+            if value > factor * batch and (worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]):
+                worst = {"step": int(step), "split": split, "eval_loss": value, "batch_loss": batch}
+    return worst

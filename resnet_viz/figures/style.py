@@ -1,11 +1,14 @@
-"""One look across the app's figures: palette, font, base layout and the colour of each run.
+"""One look across the app's figures: palette, font, base layout, the colour of each run, and the same figures
+enlarged for a projector.
 
 Plain networks are drawn in warm colours (yellow → dark red as they get deeper), residual networks in cool colours
 (light → dark blue); every figure has a left-aligned title, labelled axes and a legend whose groups toggle together.
+`for_projector(fig)` turns any of them into its presentation-mode version.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import copy
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -23,6 +26,8 @@ PROJECTION_COLOR = "#08306b"
 HEATMAP_SCALE = "Viridis"
 STEP_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 FONT = dict(size=13)
+PRESENTATION_SCALE = 1.6  # presentation mode: type this many times larger, lines and markers thicker
+FONT_KEYS = ("font", "tickfont", "textfont", "titlefont", "insidetextfont", "outsidetextfont", "hoverlabel")
 
 
 def base_layout(fig: go.Figure, title: str, height: int | None = None, **kwargs) -> go.Figure:
@@ -55,3 +60,48 @@ def run_colors(items: Sequence[Family]) -> list[str]:
         for i, c in zip(idx, picked):
             colors[i] = c
     return colors
+
+
+def _enlarge(node: Any, scale: float, thicker: float) -> None:
+    """Scale, in place, every font size set in a figure's JSON, and the line widths, marker sizes and colour-bar
+    thicknesses of traces and shapes; sizes left unset inherit the (scaled) layout font."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in FONT_KEYS and isinstance(value, dict) and isinstance(value.get("size"), (int, float)):
+                value["size"] = value["size"] * scale
+            elif key in ("line", "marker", "colorbar") and isinstance(value, dict):
+                if key == "colorbar":
+                    value.setdefault("thickness", 30)  # plotly's default, which would not scale by itself
+                for size_key in ("width", "size", "thickness"):
+                    if isinstance(value.get(size_key), (int, float)) and not isinstance(value[size_key], bool):
+                        value[size_key] = value[size_key] * thicker
+            _enlarge(value, scale, thicker)
+    elif isinstance(node, list) and node and isinstance(node[0], dict):
+        for item in node:
+            _enlarge(item, scale, thicker)
+
+
+TRACE_STYLE_KEYS = ("line", "marker", "textfont", "colorbar", "insidetextfont", "outsidetextfont", "hoverlabel")
+
+
+def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figure:
+    """The same figure, readable from the back of a lecture hall: all type `scale` times larger, lines and markers
+    thicker, the figure taller and its margins wider. Returns a new figure; `fig` is left as it is."""
+    thicker = scale ** 0.75
+    big = go.Figure(fig)
+    layout = copy.deepcopy(big.layout.to_plotly_json())
+    layout.setdefault("font", {}).setdefault("size", 12)
+    _enlarge(layout, scale, thicker)
+    if isinstance(layout.get("height"), (int, float)):
+        layout["height"] = int(layout["height"] * (1 + (scale - 1) / 2))
+    margin = layout.get("margin") or {}
+    layout["margin"] = {k: (v * scale if k in ("l", "r", "t", "b") and isinstance(v, (int, float)) else v)
+                        for k, v in {"l": 60, "r": 20, "t": 70, "b": 50, **margin}.items()}
+    if isinstance(layout.get("meta"), dict):
+        layout["meta"] = {**layout["meta"], "presentation": True}
+    big.layout = layout
+    for trace in big.data:  # only the styling is rewritten: the data arrays stay as they are
+        style = copy.deepcopy({k: v for k, v in trace.to_plotly_json().items() if k in TRACE_STYLE_KEYS})
+        _enlarge(style, scale, thicker)
+        trace.update(style)
+    return big

@@ -20,15 +20,23 @@ def is_weight_layer(row: Mapping[str, Any]) -> bool:
     return str(row.get("kind", "")).startswith(("conv", "fc"))
 
 
-def summary_table(summary: Mapping[str, Any], weight_layers_only: bool = True) -> list[dict]:
+def summary_table(summary: Mapping[str, Any], weight_layers_only: bool = True,
+                  twin: Mapping[str, Any] | None = None) -> list[dict]:
     """Rows for st.dataframe: #, layer, kind, output (C×H×W), params, MACs. By default only conv/linear layers;
-    "#" counts the rows shown, so with weight_layers_only it is the layer number of the gradient-norm charts."""
+    "#" counts the rows shown, so with weight_layers_only it is the layer number of the gradient-norm charts.
+
+    twin: the plain twin's summary; adds a column "plain twin" that says which rows it shares ("same") and which
+    only the ResNet has (its shortcuts) — so one table shows both nets."""
+    shared = {r["name"] for r in twin["layers"]} if twin is not None else set()
     rows = []
     for r in summary["layers"]:
         if weight_layers_only and not is_weight_layer(r):
             continue
-        rows.append({"#": len(rows) + 1, "layer": r["name"], "kind": r["kind"], "output": shape_str(r["output_shape"]),
-                     "params": int(r["params"]), "MACs": int(r["macs"])})
+        row = {"#": len(rows) + 1, "layer": r["name"], "kind": r["kind"], "output": shape_str(r["output_shape"]),
+               "params": int(r["params"]), "MACs": int(r["macs"])}
+        if twin is not None:
+            row["plain twin"] = "same" if r["name"] in shared else "— (shortcut)"
+        rows.append(row)
     return rows
 
 
@@ -52,6 +60,7 @@ def summary_totals(summary: Mapping[str, Any]) -> dict:
         "params_h": _human(summary["total_params"]),
         "macs_h": _human(summary["total_macs"]),
         "flops_h": _human(summary["total_flops"]),
+        "classes": int(next((r["output_shape"][0] for r in summary["layers"] if r["kind"] == "fc"), 0)),
     }
 
 

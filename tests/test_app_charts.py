@@ -1,0 +1,171 @@
+"""AppTest for what the charts' pages say and choose: the default pair of runs, defaults that follow the selection
+until the user sets them, the gradient-flow sentence's step numbers, the evaluation-spike note, run names and
+presentation mode. The run store is written directly with synthetic metrics: no training needed."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui
+from figure_fixtures import cifar_layer_names
+from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+BRIEF = TrainConfig(epochs=2, subset=8000, lr=0.05, schedule="onecycle")
+
+
+def synthetic_metrics(depth: int, residual: bool, spike: bool = False, steps: int = 60, every: int = 10) -> dict:
+    rng = np.random.default_rng(depth + residual)
+    names = cifar_layer_names(depth)
+    gsteps = np.arange(0, steps, every)
+    grads = 10 ** rng.uniform(-2, 0, (len(gsteps), len(names)))
+    grads[:, 0] = np.linspace(2.0, 0.5, len(gsteps)) * grads[:, -2]  # first layer ÷ last conv: 2 → 0.5
+    es = np.linspace(0, steps - 1, 6).astype(int)
+    test_loss = np.linspace(2.3, 1.5, 6)
+    if spike:
+        test_loss[1] = 1.2e5
+    return {"step": np.arange(steps), "loss": np.linspace(2.3, 1.4, steps), "batch_error": np.linspace(0.9, 0.5, steps),
+            "lr": np.full(steps, 0.05), "grad_norm_step": gsteps, "grad_norms": grads.astype(np.float32),
+            "eval_step": es, "train_loss": np.linspace(2.3, 1.4, 6), "train_error": np.linspace(0.9, 0.5, 6),
+            "test_loss": test_loss, "test_error": np.linspace(0.9, 0.55, 6)}
+
+
+def add_run(store: RunStore, depth: int, residual: bool, name: str, created: float, train: TrainConfig = BRIEF,
+            spike: bool = False) -> str:
+    writer = store.create(RunConfig(model=ModelConfig(depth=depth, residual=residual), train=train, name=name))
+    writer.write_metrics(synthetic_metrics(depth, residual, spike), cifar_layer_names(depth))
+    writer.set_status("finished", step=60)
+    config = json.loads((writer.path / "config.json").read_text())
+    (writer.path / "config.json").write_text(json.dumps({**config, "created": created}))
+    return writer.id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """The "All four" preset's runs (plain-56 with an evaluation spike), then, newer, an unrelated ResNet-20 trained
+    otherwise and a Degradation run."""
+    root = tmp_path_factory.mktemp("runs")
+    s = RunStore(root)
+    ids = {"plain-20": add_run(s, 20, False, "plain-20 · all", 100.0),
+           "plain-56": add_run(s, 56, False, "plain-56 · all", 101.0, spike=True),
+           "resnet-20": add_run(s, 20, True, "resnet-20 · all", 102.0),
+           "resnet-56": add_run(s, 56, True, "resnet-56 · all", 103.0),
+           "other resnet-20": add_run(s, 20, True, "resnet-20", 200.0, train=TrainConfig(epochs=1)),
+           "plain-56 degradation": add_run(s, 56, False, "plain-56 · degradation", 201.0)}
+    return root, ids
+
+
+def page(name: str, root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("RESNET_VIZ_RUNS", str(root))
+    monkeypatch.setenv("RESNET_VIZ_DATA", str(root / "no-data"))
+    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_default_pair_is_twins_of_one_preset_then_the_rest_of_it(store, monkeypatch):
+    root, ids = store
+    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    no_exception(at)
+    # the newest plain-56 and its newest same-depth residual are of different presets: the "all" twins win
+    assert at.multiselect(key="keep_grad_runs").value == [ids["plain-56"], ids["resnet-56"]]
+    at = page("5_Compare_runs.py", root, monkeypatch).run()
+    assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(
+        ids[k] for k in ("plain-20", "plain-56", "resnet-20", "resnet-56"))  # four wanted: the whole preset
+
+
+def test_run_names_do_not_repeat_the_label():
+    def run(label, name):
+        return SimpleNamespace(label=label, name=name)
+    assert ui.run_name(run("plain-20", "plain-20 · degradation")) == "plain-20 · degradation"
+    assert ui.run_name(run("plain-20", "plain-20")) == "plain-20"
+    assert ui.run_name(run("plain-20", "")) == "plain-20"
+    assert ui.run_name(run("plain-20", "my first try")) == "plain-20 · my first try"
+    assert ui.run_name(run("plain-20", "plain-200 test")) == "plain-20 · plain-200 test"
+
+
+def test_gradient_flow_sentence_and_table_use_the_same_numbers_and_real_steps(store, monkeypatch):
+    root, ids = store
+    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "at initialisation (step 0)" in text and "recorded from step 0" in " ".join(c.value for c in at.caption)
+    assert "every 10 training steps" in " ".join(c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table["start at step"]) == [0, 0] and list(table["end: steps"]) == ["50–50", "50–50"]
+    for end in table["ratio at the end"]:
+        assert f"{end} at the end" in text  # the sentence quotes the table's number
+    assert "**The ratio**" in text
+
+
+def test_relative_depth_follows_the_selection_until_set(store, monkeypatch):
+    root, ids = store
+    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    relative = lambda: at.toggle(key="keep_grad_relative").value  # noqa: E731
+    assert relative() is False  # one depth
+    at.multiselect(key="keep_grad_runs").set_value([ids["plain-20"], ids["resnet-56"]]).run()
+    assert relative() is True  # two depths: overlay on 0…1
+    at.multiselect(key="keep_grad_runs").set_value([ids["plain-20"], ids["resnet-20"]]).run()
+    assert relative() is False
+    at.toggle(key="keep_grad_relative").set_value(True).run()  # the user's choice …
+    at.multiselect(key="keep_grad_runs").set_value([ids["plain-56"], ids["resnet-56"]]).run()
+    no_exception(at)
+    assert relative() is True  # … stays
+
+
+def test_loss_log_scale_follows_the_selection_and_a_spike_is_explained(store, monkeypatch):
+    root, ids = store
+    at = page("5_Compare_runs.py", root, monkeypatch).run()
+    no_exception(at)
+    log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
+    assert log() is True  # plain-56's spike spans decades
+    assert any("Why the evaluation loss spikes" in m.value and "plain-56" in m.value for m in at.markdown)
+    at.multiselect(key="keep_compare_runs").set_value([ids["plain-20"], ids["resnet-20"]]).run()
+    assert log() is False and not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
+    at.toggle(key="keep_compare_loss_log").set_value(True).run()
+    at.multiselect(key="keep_compare_runs").set_value([ids["resnet-20"]]).run()
+    assert log() is True  # set by the user: it stays
+
+
+def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
+    root, _ = store
+    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    before = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    at.sidebar.toggle(key="presentation").set_value(True).run()
+    no_exception(at)
+    after = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    assert len(after) == len(before) == 4  # two heatmaps, profiles, ratio
+    for small, big in zip(before, after):
+        assert big["font"]["size"] > small["font"]["size"] and big["height"] > small["height"]
+    at.run()  # a rerun (as after a page switch) keeps the mode
+    assert at.sidebar.toggle(key="presentation").value is True
+
+
+def test_presentation_mode_from_the_address(store, monkeypatch):
+    """…/Compare_runs?presentation=true opens the page in presentation mode (a lecture's links, a reload)."""
+    root, _ = store
+    at = page("5_Compare_runs.py", root, monkeypatch)
+    at.query_params["presentation"] = "true"
+    at.run()
+    no_exception(at)
+    assert at.sidebar.toggle(key="presentation").value is True
+    assert all(json.loads(c.proto.spec)["layout"]["font"]["size"] > 13 for c in at.get("plotly_chart"))
+
+
+def test_ui_imports_what_the_pages_need_once_at_start_up():
+    """Two sessions importing pandas at the same moment (st.dataframe's lazy import) could see a partially
+    initialised module: app.py imports ui first, and ui imports the pages' libraries before any page runs."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, '.'); import ui; "
+            "print(all(m in sys.modules for m in ('pandas', 'pyarrow', 'torch', 'plotly.graph_objs._heatmap', "
+            "'resnet_viz.analyses', 'resnet_viz.models', 'resnet_viz.gradcam')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
+    assert "import ui" in (ROOT / "app.py").read_text().split("st.navigation")[0]  # before any page runs
