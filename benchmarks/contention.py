@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 
 def step_seconds(model: ModelConfig, batch: int, threads: int, precision: str, repeats: int) -> float:
     torch.set_num_threads(threads)
-    times = [budget.measure(model, batch, CPU, precision)[0] for _ in range(repeats)]
+    times = [budget.measure(model, batch, CPU, precision, sustained=False)[0] for _ in range(repeats)]
     return sorted(times)[len(times) // 2]
 
 
