@@ -102,19 +102,21 @@ def executor(ray_cluster):
 
 
 def test_two_runs_train_at_once_and_land_in_the_store(executor, data_dir, tmp_path):
+    STEPS = 240
     runs = tmp_path / "runs"
     updates = []
-    states = executor.run([tiny(data_dir, "a", 20), tiny(data_dir, "b", 20, seed=1)], runs, None, updates.append,
-                          threading.Event())
+    # Long enough (a few seconds) that the driver, polling every POLL_SECONDS, sees them while they train.
+    states = executor.run([tiny(data_dir, "a", STEPS), tiny(data_dir, "b", STEPS, seed=1)], runs, None,
+                          updates.append, threading.Event())
     assert [s.state for s in states] == ["finished", "finished"], [s.message for s in states]
     assert executor.resources == {"num_cpus": 1}
     statuses = [status_json(runs, s.run_id) for s in states]
     assert max(s["started"] for s in statuses) < min(s["finished"] for s in statuses)  # side by side
     for status in statuses:
-        assert (status["status"], status["step"], status["executor"]) == ("finished", 20, "ray")
+        assert (status["status"], status["step"], status["executor"]) == ("finished", STEPS, "ray")
         assert status["node"] == socket.gethostname()
     stored = {r.name: r for r in RunStore(runs).list()}
-    assert set(stored) == {"a", "b"} and all(r.has_checkpoint and len(r.metrics["loss"]) == 20
+    assert set(stored) == {"a", "b"} and all(r.has_checkpoint and len(r.metrics["loss"]) == STEPS
                                              for r in stored.values())
     assert any(u.state == "running" and u.progress is not None for u in updates), [(u.state, u.progress) for u in updates]
 
@@ -162,12 +164,12 @@ def test_the_apps_queue_hands_jobs_to_the_cluster(ray_cluster, data_dir, tmp_pat
     runs = str(tmp_path / "runs")
     endless, short = queue.submit([tiny(data_dir, "endless", 100_000), tiny(data_dir, "short", 10)], owner="me",
                                   runs_dir=runs)
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while not any(j.id == endless.id and j.progress is not None and j.progress.step > 0 for j in queue.jobs()):
         assert time.time() < deadline, queue.jobs()
         time.sleep(0.2)
     queue.stop(endless.id)  # the Train page's Stop button
-    assert queue.wait(120)
+    assert queue.wait(240), queue.jobs()
     jobs = {j.label: j for j in queue.jobs()}
     assert jobs["endless"].state == "stopped" and jobs["short"].state == "finished"
     assert jobs["short"].node == socket.gethostname() and len(jobs["short"].metrics["loss"]) == 10
