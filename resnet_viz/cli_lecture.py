@@ -118,8 +118,11 @@ def cmd_preset(args) -> int:
     device = resolve_device(args.device)
     if device.type == "cpu":  # plan with the threads the runs will get: the cores others leave free
         torch.set_num_threads(choose_threads(CpuLoad().others_busy()))
-    print("measuring this machine (a few timed steps per net; cached afterwards) …", file=sys.stderr)
-    plan = plan_preset(preset_by_key(args.preset), args.minutes, device, args.data, refresh=args.remeasure)
+    from .budget import is_cached
+    preset = preset_by_key(args.preset)
+    if args.remeasure or not all(is_cached(m, 128, device) for m in preset.models):
+        print("measuring this machine (a few timed steps per net; cached afterwards) …", file=sys.stderr)
+    plan = plan_preset(preset, args.minutes, device, args.data, refresh=args.remeasure)
     print(f"plan for {args.minutes:g} min on {device.type}"
           + (f" ({plan.threads} thread{'s' if plan.threads != 1 else ''})" if plan.threads else "") + ":",
           file=sys.stderr)

@@ -88,3 +88,18 @@ def test_device_check_runs_at_tiny_sizes_on_a_cpu(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| resnet-8 (width ×0.25) | 16 |" in out.stdout and "| resnet-8 (width ×0.25) | 32 |" in out.stdout
     assert "skipped (CUDA only)" in out.stdout and "degradation" in out.stdout
+
+
+def test_cli_preset_lists_and_plans(known_speeds, capsys):
+    from resnet_viz.cli import main
+    assert main(["preset", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "degradation" in listed and "plain-56" in listed and "no-bn" in listed
+    assert main(["preset", "degradation", "--minutes", "2", "--device", "cpu", "--plan-only"]) == 0
+    err = capsys.readouterr().err
+    assert "measuring" not in err  # known speeds: nothing is timed
+    assert "plain-20" in err and "plain-56" in err and "estimated total" in err and "one-cycle" in err
+    total = int(err.split("estimated total:")[1].split("s")[0])
+    assert 100 <= total <= 120
+    assert main(["preset", "degradation", "--minutes", "nan", "--plan-only"]) == 2
+    assert "budget" in capsys.readouterr().err
