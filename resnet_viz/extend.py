@@ -38,7 +38,8 @@ from .data import Cifar10Tensors, load_cifar10
 from .errors import ConfigError, RunStoreError
 from .metric_log import MetricArrays
 from .store import Run, RunStore, RunWriter, _pid_alive, atomic_write_bytes, atomic_write_json
-from .trainer import Progress, StepPlan, Trainer, TrainResult, lr_at, resolve_device
+from .schedule import StepPlan, lr_at
+from .trainer import Progress, Trainer, TrainResult, resolve_device
 
 LOCK_FILE = ".extending"
 LOCK_STALE_S = 24 * 3600  # nobody extends one run for a day: such a lock was left behind

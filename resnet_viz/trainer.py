@@ -10,7 +10,6 @@ the saved weights, momentum and data order, and appends to the run's curves.
 """
 from __future__ import annotations
 
-import math
 import os
 from contextlib import nullcontext
 import threading
@@ -28,6 +27,7 @@ from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .errors import ConfigError
 from .evaluation import eval_divergence, evaluate
+from .schedule import StepPlan, lr_at  # noqa: F401 (lr_at: the schedule, importable from here as before)
 from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
 from .models import build_model, weight_layers
 from .store import RunStore, RunWriter
@@ -68,54 +68,11 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def lr_at(step: int, total: int, cfg) -> float:
-    """Learning rate for a step. 'step' is the paper's schedule scaled to the run: /10 at 50% and at 75% (32k and
-    48k of 64k iterations). Warm-up runs at lr/10 first, as the paper does for ResNet-110."""
-    base = cfg.lr
-    if step < cfg.warmup_steps:
-        return base / 10
-    if cfg.schedule == "constant":
-        return base
-    if cfg.schedule == "step":
-        return base * (1.0 if step < 0.5 * total else 0.1 if step < 0.75 * total else 0.01)
-    start = min(cfg.warmup_steps, total - 1)
-    progress = (step - start) / max(1, total - start)
-    if cfg.schedule == "cosine":
-        return base * 0.5 * (1 + math.cos(math.pi * progress))
-    # one-cycle: linear rise from base/25 over the first quarter, then a cosine fall to ~0 (suits brief runs)
-    if progress < 0.25:
-        return base * (1 / 25 + (1 - 1 / 25) * progress / 0.25)
-    return base * 0.5 * (1 + math.cos(math.pi * (progress - 0.25) / 0.75))
-
-
 def autocast_for(device: torch.device, precision: str = "fp32"):
     """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-@dataclass
-class StepPlan:
-    """How a run's steps are laid out. A continued run trains steps [start, total); evaluations count from start."""
-    batch: int
-    steps_per_epoch: int
-    total: int
-    eval_every: int
-    start: int = 0
-
-    @classmethod
-    def for_run(cls, n_train: int, tc, start: int = 0) -> "StepPlan":
-        batch = min(tc.batch_size, n_train)
-        steps_per_epoch = max(1, n_train // batch)  # drop the ragged last batch: BN sees equal batches
-        total = max(1, round(tc.epochs * steps_per_epoch))
-        if tc.max_steps:
-            total = min(total, tc.max_steps)
-        return cls(batch, steps_per_epoch, total, eval_every=tc.eval_every or max(1, (total - start) // 12),
-                   start=start)
-
-    def evaluates_at(self, step: int) -> bool:
-        return (step - self.start) % self.eval_every == 0 or step == self.total
 
 
 @dataclass
