@@ -19,14 +19,11 @@ import sys
 import tempfile
 import time
 
-import torch
-
 from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data
 from resnet_viz.data import load_cifar10
 from resnet_viz.jobs import JobQueue, app_reserved_cores
 from resnet_viz.presets import plan_preset, preset_by_key
 from resnet_viz.store import RunStore
-from resnet_viz.threads import CpuLoad, choose_threads
 from resnet_viz.trainer import resolve_device
 
 
@@ -50,11 +47,7 @@ def main() -> None:
     load_cifar10(data_dir, download=False, progress=False)  # decoded and cached before the clock starts
     device = resolve_device("auto")
     reserve = 0 if args.cli else app_reserved_cores()
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(choose_threads(CpuLoad().others_busy(), reserve=reserve))
-    plan = plan_preset(preset_by_key(args.preset), args.minutes, device, data_dir)
-    torch.set_num_threads(before)
+    plan = plan_preset(preset_by_key(args.preset), args.minutes, device, data_dir, reserve=reserve)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} · {platform.processor() or platform.machine()} · {device.type} · "
           f"{plan.threads} thread(s) planned · preset {args.preset} · budget {args.minutes:g} min · data {data_dir}")
     for r in plan.runs:

@@ -110,17 +110,11 @@ def cmd_preset(args) -> int:
         return 0
     import time
 
-    import torch
-
-    from .presets import describe_training, plan_preset, preset_by_key
-    from .threads import CpuLoad, choose_threads
+    from .presets import describe_training, plan_preset, preset_by_key, preset_needs_measuring
     from .trainer import resolve_device
     device = resolve_device(args.device)
-    if device.type == "cpu":  # plan with the threads the runs will get: the cores others leave free
-        torch.set_num_threads(choose_threads(CpuLoad().others_busy()))
-    from .budget import is_cached
     preset = preset_by_key(args.preset)
-    if args.remeasure or not all(is_cached(m, 128, device) for m in preset.models):
+    if args.remeasure or preset_needs_measuring(preset, device):
         print("measuring this machine (a few timed steps per net; cached afterwards) …", file=sys.stderr)
     plan = plan_preset(preset, args.minutes, device, args.data, refresh=args.remeasure)
     print(f"plan for {args.minutes:g} min on {device.type}"

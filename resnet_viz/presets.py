@@ -76,15 +76,26 @@ def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: T
 
 
 def plan_preset(preset: Preset, minutes: float, device, data_dir: str | None = None,
-                base: TrainConfig | None = None, refresh: bool = False):
-    """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device`, recipe included."""
+                base: TrainConfig | None = None, refresh: bool = False, reserve: int = 0):
+    """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device`, recipe included,
+    measured with the threads its runs would get now (the free cores, less `reserve` for a server)."""
     from .budget import plan_runs
+    from .threads import threads_a_run_would_get
     probe = preset_runs(preset, 100, data_dir, base)  # the recipe's batch size and evaluations decide the speed
-    plan = plan_runs(probe, minutes, device, refresh=refresh)
+    with threads_a_run_would_get(device.type, reserve):
+        plan = plan_runs(probe, minutes, device, refresh=refresh)
     configs = preset_runs(preset, plan.steps, data_dir, base)
     for planned, config in zip(plan.runs, configs):
         planned.config = replace(config, train=replace(config.train, precision=planned.speed.precision))
     return plan
+
+
+def preset_needs_measuring(preset: Preset, device, reserve: int = 0) -> bool:
+    """Whether plan_preset would time steps first (this machine's speed for some of its nets is not cached yet)."""
+    from .budget import is_cached
+    from .threads import threads_a_run_would_get
+    with threads_a_run_would_get(device.type, reserve):
+        return not all(is_cached(m, BRIEF_BATCH, device) for m in preset.models)
 
 
 def brief_run_rule(epochs: float, subset: int | None, batch_size: int, max_steps: int | None = None,

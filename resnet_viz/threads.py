@@ -114,6 +114,22 @@ class ThreadGovernor:
         return self.threads
 
 
+@contextlib.contextmanager
+def threads_a_run_would_get(device_type: str, reserve: int = 0) -> Iterator[int]:
+    """Within the block torch uses the threads a training run started now would get (the free cores, less
+    `reserve`): what a plan must be measured and looked up with. Yields that count (0 off the CPU); restores after."""
+    if device_type != "cpu":
+        yield 0
+        return
+    before = torch.get_num_threads()
+    threads = choose_threads(CpuLoad().others_busy(), reserve)
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def cpu_busy() -> bool:
     """True when other processes keep (nearly) every core busy, e.g. a training run."""
     return choose_threads(CpuLoad().others_busy(min_interval=0.2)) == 1 and usable_cores() > 1

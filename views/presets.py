@@ -6,14 +6,12 @@ starts; the first plan on a machine measures a few steps per model and caches th
 from __future__ import annotations
 
 import streamlit as st
-import torch
 
 import ui
-from resnet_viz.budget import Plan, is_cached
 from resnet_viz.errors import ResnetVizError
 from resnet_viz.jobs import app_reserved_cores, job_queue
-from resnet_viz.presets import DEFAULT_MINUTES, PRESETS, describe_training, plan_preset, preset_by_key
-from resnet_viz.threads import CpuLoad, choose_threads
+from resnet_viz.presets import (DEFAULT_MINUTES, PRESETS, describe_training, plan_preset, preset_by_key,
+                                preset_needs_measuring)
 from resnet_viz.trainer import resolve_device
 
 PRESET_KEY = ui.KEEP_PREFIX + "preset"
@@ -30,24 +28,6 @@ def fmt_duration(seconds: float | None) -> str:
 def select_preset(key: str) -> None:
     """Called by the Home page's buttons: the Train page opens with this preset's plan."""
     st.session_state[PRESET_KEY] = key
-
-
-def _plan(preset_key: str, minutes: float, data_dir: str) -> Plan:
-    """Plan with the threads a run would get now: the free cores, less one for the server where it has cores to
-    spare (resnet_viz.jobs.app_reserved_cores)."""
-    device = resolve_device("auto")
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(choose_threads(CpuLoad().others_busy(), reserve=app_reserved_cores()))
-    try:
-        return plan_preset(preset_by_key(preset_key), minutes, device, data_dir)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _needs_measuring(preset_key: str) -> bool:
-    device = resolve_device("auto")
-    return not all(is_cached(m, 128, device) for m in preset_by_key(preset_key).models)
 
 
 def preset_planner() -> None:
@@ -68,13 +48,14 @@ def preset_planner() -> None:
     preset = preset_by_key(key)
     st.caption(preset.description)
     queue = job_queue()
-    if _needs_measuring(key) and queue.busy():
+    device, reserve = resolve_device("auto"), app_reserved_cores()
+    if queue.busy() and preset_needs_measuring(preset, device, reserve):
         st.info("This machine's speed for these nets is measured once, with a few timed steps, when nothing else "
                 "trains. Start this experiment after the runs above finish.")
         return
     try:
         with st.spinner("Measuring this machine: a few timed steps per net (once; cached afterwards)…"):
-            plan = _plan(key, float(minutes), ui.data_dir())
+            plan = plan_preset(preset, float(minutes), device, ui.data_dir(), reserve=reserve)
     except ResnetVizError as e:
         st.error(str(e))
         return
