@@ -14,14 +14,16 @@ import os
 import platform
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig, RunConfig, TrainConfig
+from .config import ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 from .errors import ConfigError
+from .schedule import StepPlan, eval_interval
 
 TIMED_STEPS = 3
 WARMUP_STEPS = 2  # oneDNN and cuDNN pick their kernels in the first steps; those are not timed
@@ -79,6 +81,13 @@ def _model_key(model: ModelConfig) -> str:
     return hashlib.sha1(json.dumps(asdict(model), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _speed_key(model_cfg: ModelConfig, batch_size: int, device: torch.device, threads: int,
+               precision: str | None = None) -> str:
+    """The cache key of a speed; without a precision, the prefix its two precisions share."""
+    parts = [machine_key(device), _model_key(model_cfg), str(batch_size), str(threads)]
+    return "|".join(parts + ([precision] if precision else []))
+
+
 def _load_cache() -> dict:
     try:
         data = json.loads(speed_cache_file().read_text())
@@ -96,6 +105,13 @@ def _save_cache(cache: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs a re-measurement next time
+
+
+def _remember(key: str, speed: Speed) -> None:
+    cache = _load_cache()  # read again: another process may have written meanwhile
+    cache["version"] = SPEED_CACHE_VERSION
+    cache.setdefault("speeds", {})[key] = asdict(speed)
+    _save_cache(cache)
 
 
 def _sync(device: torch.device) -> None:
@@ -163,36 +179,27 @@ def speed_for(model_cfg: ModelConfig, batch_size: int, device: torch.device, pre
             precision = "fp32"
     if precision not in ("fp32", "bf16"):
         raise ConfigError(f"Unknown precision {precision!r}: choose auto, fp32 or bf16.")
-    key = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(threads), precision))
+    key = _speed_key(model_cfg, batch_size, device, threads, precision)
     with _LOCK:
-        cache = _load_cache()
-        entry = cache.get("speeds", {}).get(key)
+        entry = _load_cache().get("speeds", {}).get(key)
         if entry and not refresh:
             return Speed(**entry)
         step, eval_image = measure(model_cfg, batch_size, device, precision)
         speed = Speed(step_seconds=step, eval_image_seconds=eval_image, precision=precision, threads=threads)
-        cache = _load_cache()  # another process may have written meanwhile
-        cache["version"] = SPEED_CACHE_VERSION
-        cache.setdefault("speeds", {})[key] = asdict(speed)
-        _save_cache(cache)
+        _remember(key, speed)
         return speed
 
 
 def record_observed(model_cfg: ModelConfig, batch_size: int, device: torch.device, speed: Speed) -> None:
     """A finished run's own pace replaces the few timed steps: it is the better measurement (hundreds of steps, the
     real data path), and it heals a measurement taken while the machine was busy."""
-    key = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(speed.threads),
-                    speed.precision))
     with _LOCK:
-        cache = _load_cache()
-        cache["version"] = SPEED_CACHE_VERSION
-        cache.setdefault("speeds", {})[key] = asdict(speed)
-        _save_cache(cache)
+        _remember(_speed_key(model_cfg, batch_size, device, speed.threads, speed.precision), speed)
 
 
 def is_cached(model_cfg: ModelConfig, batch_size: int, device: torch.device) -> bool:
     threads = torch.get_num_threads() if device.type == "cpu" else 0
-    prefix = "|".join((machine_key(device), _model_key(model_cfg), str(batch_size), str(threads)))
+    prefix = _speed_key(model_cfg, batch_size, device, threads) + "|"
     return any(k.startswith(prefix) for k in _load_cache().get("speeds", {}))
 
 
@@ -207,11 +214,11 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def autocast_for(device: torch.device, precision: str):
-    """The autocast context for the training forward pass; fp32 means none."""
-    if precision == "bf16":
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 def resolve_precision(precision: str, model_cfg: ModelConfig, batch_size: int, device: torch.device) -> str:
@@ -246,8 +253,8 @@ class Plan:
 
 
 def evaluations(steps: int, train: TrainConfig) -> int:
-    every = train.eval_every or max(1, steps // 12)
-    return 1 + steps // every + (0 if steps % every == 0 else 1)
+    """The evaluations a run of `steps` steps makes: the one before its first step and those the trainer schedules."""
+    return 1 + StepPlan(train.batch_size, 1, steps, eval_interval(steps, train.eval_every)).evaluations_after(0)
 
 
 def run_seconds(steps: int, train: TrainConfig, model: ModelConfig, speed: Speed) -> float:
@@ -277,15 +284,7 @@ def plan_runs(configs: list[RunConfig], minutes: float, device: torch.device, mi
     steps = max(min_steps, lo)
     runs = []
     for c, s in zip(configs, speeds):
-        train = replace(c.train, max_steps=steps, precision=s.precision, epochs=max(c.train.epochs, 1e6))
+        train = replace(c.train, max_steps=steps, precision=s.precision,
+                        epochs=max(c.train.epochs, epochs_for_steps(steps, c.train.batch_size)))
         runs.append(PlannedRun(replace(c, train=train), steps, run_seconds(steps, c.train, c.model, s), s))
     return Plan(runs, budget, torch.get_num_threads() if device.type == "cpu" else 0)
-
-
-# ------------------------------------------------------------------------------------------------------------ ETA ----
-def remaining_seconds(step: int, total_steps: int, elapsed_training: float, planned: PlannedRun | None = None,
-                      evals_left: int = 0, seconds_per_eval: float = 0.0) -> float | None:
-    """Time left in a running run from its own pace so far; before it has a pace, from the plan."""
-    if step > 0 and elapsed_training > 0:
-        return (total_steps - step) * elapsed_training / step + evals_left * seconds_per_eval
-    return planned.seconds if planned else None

@@ -15,8 +15,6 @@ from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
 from .errors import ResnetVizError
 from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 
-CIFAR10_TRAIN_IMAGES = 50_000
-
 
 def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
     g = p.add_argument_group("model")

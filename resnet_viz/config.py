@@ -25,6 +25,7 @@ PAPER_TABLE1_GMULT_ADDS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
 # grew by ~180 MB/s until the process was killed.
 MAX_CIFAR_DEPTH = 2000
 MAX_CLASSES = 100_000
+CIFAR10_TRAIN_IMAGES = 50_000
 MAX_EPOCHS = 10_000  # the paper's 64k iterations are ~164 epochs
 MAX_SEED = 2**32 - 1  # what numpy and most tools accept
 MAX_FLUSH_EVERY = 100_000  # steps buffered on the device between host copies
@@ -232,3 +233,9 @@ class RunConfig:
             raise ConfigError(f"the config is {type(d).__name__}, not an object")
         return cls(model=pick(ModelConfig, d.get("model")), train=pick(TrainConfig, d.get("train")),
                    data_dir=d.get("data_dir"), name=d.get("name"))
+
+
+def epochs_for_steps(steps: int, batch_size: int, train_images: int = CIFAR10_TRAIN_IMAGES) -> float:
+    """The epochs that make `steps` steps of `batch_size` on CIFAR-10's training set (the trainer drops the ragged
+    last batch of an epoch, so round(epochs × steps per epoch) == steps)."""
+    return steps / max(1, train_images // batch_size)

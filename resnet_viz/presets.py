@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .config import ModelConfig, RunConfig, TrainConfig
+from .config import CIFAR10_TRAIN_IMAGES, ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 
 DEFAULT_MINUTES = 3.0
 BRIEF_RUN_STEPS = 2_000  # below this, the paper's lr 0.1 start is too abrupt for a fresh ResNet-56 to recover from
@@ -70,7 +70,7 @@ def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: T
                 ) -> list[RunConfig]:
     """The preset's runs, each trained with the recipe for `steps` steps on all the training images."""
     train = recipe_for_steps(steps, base)
-    train = replace(train, epochs=steps / (50_000 // train.batch_size), subset=None)
+    train = replace(train, epochs=epochs_for_steps(steps, train.batch_size), subset=None)
     return [RunConfig(model=m, train=replace(train), data_dir=data_dir, name=f"{m.name} · {preset.key}")
             for m in preset.models]
 
@@ -99,7 +99,8 @@ def preset_needs_measuring(preset: Preset, device, reserve: int = 0) -> bool:
 
 
 def brief_run_rule(epochs: float, subset: int | None, batch_size: int, max_steps: int | None = None,
-                   schedule: str | None = None, lr: float | None = None, train_images: int = 50_000
+                   schedule: str | None = None, lr: float | None = None,
+                   train_images: int = CIFAR10_TRAIN_IMAGES
                    ) -> tuple[str, float, str | None]:
     """The schedule and peak lr of a custom run where the user chose neither — the CLI's and the Train page's rule:
     the paper's step schedule at lr 0.1, unless the run is brief (under BRIEF_RUN_STEPS steps); then one-cycle to

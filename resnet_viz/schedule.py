@@ -25,6 +25,14 @@ def lr_at(step: int, total: int, cfg) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (progress - 0.25) / 0.75))
 
 
+EVALUATIONS_PER_RUN = 12  # when a run does not say how often to evaluate
+
+
+def eval_interval(steps: int, eval_every: int = 0) -> int:
+    """Steps between evaluations: as configured, else about EVALUATIONS_PER_RUN over the run's `steps`."""
+    return eval_every or max(1, steps // EVALUATIONS_PER_RUN)
+
+
 @dataclass
 class StepPlan:
     """How a run's steps are laid out. A continued run trains steps [start, total); evaluations count from start."""
@@ -41,8 +49,14 @@ class StepPlan:
         total = max(1, round(tc.epochs * steps_per_epoch))
         if tc.max_steps:
             total = min(total, tc.max_steps)
-        return cls(batch, steps_per_epoch, total, eval_every=tc.eval_every or max(1, (total - start) // 12),
-                   start=start)
+        return cls(batch, steps_per_epoch, total, eval_every=eval_interval(total - start, tc.eval_every), start=start)
 
     def evaluates_at(self, step: int) -> bool:
         return (step - self.start) % self.eval_every == 0 or step == self.total
+
+    def evaluations_after(self, step: int) -> int:
+        """How many evaluations come after `step` (up to and including the last step)."""
+        if step >= self.total:
+            return 0
+        done, length = step - self.start, self.total - self.start
+        return length // self.eval_every - done // self.eval_every + (1 if length % self.eval_every else 0)

@@ -11,7 +11,6 @@ the saved weights, momentum and data order, and appends to the run's curves.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 import threading
 import time
 import warnings
@@ -32,7 +31,7 @@ from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
 from .models import build_model, weight_layers
 from .store import RunStore, RunWriter
 from .summary import check_fits
-from .budget import Speed, record_observed, resolve_precision
+from .budget import Speed, autocast_for, record_observed, resolve_precision
 from .checkpoint import training_state
 from .threads import ThreadGovernor
 
@@ -66,13 +65,6 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple MPS GPU"
     return f"CPU ({os.cpu_count()} cores)"
-
-
-def autocast_for(device: torch.device, precision: str = "fp32"):
-    """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
-    if precision == "bf16" and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @dataclass
@@ -360,7 +352,6 @@ class Trainer:
         elapsed = time.perf_counter() - self._started
         training_seconds = elapsed - self._eval_seconds
         n_evals = len(metrics.evals["eval_step"]) - self._evals_before
-        evals_left = len([s for s in range(step + 1, plan.total + 1) if plan.evaluates_at(s)])
         recent = metrics.loss[max(0, step - self.config.train.flush_every):step]
         self.on_progress(Progress(
             run_id=self._run_id, label=self.config.model.name, step=step, total_steps=plan.total,
@@ -370,7 +361,7 @@ class Trainer:
             images_per_second=(step - plan.start) * plan.batch / max(1e-9, elapsed - self._eval_seconds), status=state,
             test_error=metrics.last_evaluation("test_error"), train_error=metrics.last_evaluation("train_error"),
             metrics=metrics.as_dict(step), layer_names=self._layer_names,
-            seconds_per_step=self._pace(step, training_seconds) if step > plan.start else None, evals_left=evals_left,
+            seconds_per_step=self._pace(step, training_seconds) if step > plan.start else None, evals_left=plan.evaluations_after(step),
             seconds_per_eval=self._eval_seconds / max(1, n_evals)))
 
     def _save(self, step: int, state: str, checkpoint: tuple | None = None, **extra) -> None:

@@ -233,3 +233,11 @@ def test_eta_follows_the_pace_and_counts_evaluations(tiny_data):
     mid = next(p for p in running if p.step == 4)
     assert mid.evals_left == 2 and mid.seconds_per_eval > 0  # steps 8 and 12 still to evaluate
     assert mid.eta_seconds == pytest.approx(8 * mid.seconds_per_step + 2 * mid.seconds_per_eval)
+
+
+@pytest.mark.parametrize("start, total, every", [(0, 12, 4), (0, 13, 4), (5, 29, 6), (0, 7, 1), (3, 4, 10)])
+def test_evaluations_after_counts_what_evaluates_at_says(start, total, every):
+    from resnet_viz.schedule import StepPlan
+    plan = StepPlan(batch=1, steps_per_epoch=1, total=total, eval_every=every, start=start)
+    for step in range(start, total + 1):
+        assert plan.evaluations_after(step) == sum(plan.evaluates_at(s) for s in range(step + 1, total + 1))

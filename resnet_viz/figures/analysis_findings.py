@@ -75,7 +75,7 @@ def dead_relu_takeaway(series: Sequence[SeriesLike]) -> str:
     plain = [f for f in facts if not f[0].residual]
     resnets = [f for f in facts if f[0].residual]
     if len(plain) == 1 and len(resnets) == 1:
-        (p, pm, *_), (r, rm, *_) = plain[0], resnets[0]
+        (_, pm, *_), (_, rm, *_) = plain[0], resnets[0]
         if pm > 1.5 * rm + 0.5:
             out += (f" The plain net has lost more of its units than its twin ({pm:.1f}% against {rm:.1f}%), and in "
                     "a plain net every lost unit narrows the one path that signal and gradient share.")
