@@ -15,6 +15,14 @@ from .runs import RunSeries, as_runs
 from .style import HEATMAP_SCALE, STEP_DASHES, base_layout, run_colors
 
 
+def recorded_grad_norms(run: RunSeries) -> tuple[np.ndarray, np.ndarray] | None:
+    """(recorded steps [G], gradient norms [G, L]) of a run, or None where it recorded none or they do not match."""
+    steps, norms = metric_array(run.metrics, "grad_norm_step"), metric_array(run.metrics, "grad_norms")
+    if steps is None or norms is None or norms.ndim != 2 or len(steps) != norms.shape[0]:
+        return None
+    return steps, norms
+
+
 def grad_norm_heatmap(grad_norms: Any, steps: Any, layer_names: Sequence[str] | None, title: str = "",
                       zmin: float | None = None, zmax: float | None = None,
                       max_columns: int = MAX_HEATMAP_COLUMNS, colorscale: str = HEATMAP_SCALE) -> go.Figure:
@@ -80,9 +88,10 @@ def grad_norm_profiles(runs: Sequence[RunSeries], steps_to_show: Sequence[int] |
     fig = go.Figure()
     plotted: list[np.ndarray] = []
     for run, color in zip(runs, colors):
-        gsteps, g = metric_array(run.metrics, "grad_norm_step"), metric_array(run.metrics, "grad_norms")
-        if gsteps is None or g is None or g.ndim != 2 or len(gsteps) != g.shape[0]:
+        recorded = recorded_grad_norms(run)
+        if recorded is None:
             continue
+        gsteps, g = recorded
         names = run.layer_names if len(run.layer_names) == g.shape[1] else [f"layer {i}" for i in range(g.shape[1])]
         keep = [i for i, n in enumerate(names) if not (exclude_shortcuts and "shortcut" in n)]
         if steps_to_show is None:
@@ -126,9 +135,10 @@ def first_last_ratio_figure(runs: Sequence[RunSeries], log_y: bool = True, smoot
     fig = go.Figure()
     plotted: list[np.ndarray] = []
     for run, color in zip(runs, colors):
-        gsteps, g = metric_array(run.metrics, "grad_norm_step"), metric_array(run.metrics, "grad_norms")
-        if gsteps is None or g is None or g.ndim != 2 or g.shape[1] < 2 or len(gsteps) != g.shape[0]:
+        recorded = recorded_grad_norms(run)
+        if recorded is None or recorded[1].shape[1] < 2:
             continue
+        gsteps, g = recorded
         ratio = first_last_ratio(g, run.layer_names)
         y = ema(ratio, smoothing) if 0 < smoothing < 1 else ratio
         plotted.append(y)
