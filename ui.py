@@ -5,6 +5,7 @@ This is the view layer's only common module; all the work happens in `resnet_viz
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import uuid
@@ -106,6 +107,12 @@ def with_curves(runs: list[Run]) -> list[Run]:
     return kept
 
 
+def final_train_error(run: Run) -> float | None:
+    """The run's last evaluated training error (a fraction): what resnet_viz.learning judges "learned" by."""
+    errors = run.metrics.get("train_error") if run.metrics is not None else None
+    return float(errors[-1]) if errors is not None and len(errors) else None
+
+
 def run_name(run: Run) -> str:
     """The model label, plus what the run's name says beyond it: "plain-20 · degradation", not
     "plain-20 · plain-20 · degradation" (preset runs are named "<label> · <preset>")."""
@@ -129,13 +136,21 @@ def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int
     else:
         st.session_state[state_key] = default_pair(runs, default_count)
     chosen = st.multiselect(label, list(by_id), key=state_key, format_func=lambda i: run_title(by_id[i]))
+    unequal_steps_note([by_id[i] for i in chosen])
     return [by_id[i] for i in chosen]
 
 
+def steps_of(run: Run) -> int:
+    """The steps a run trained (its status's count; what its curves span)."""
+    return int(run.status.get("step") or 0)
+
+
 def _batch(run: Run) -> tuple:
-    """What runs trained together share: the name's suffix (a preset's key), the training settings, the data."""
+    """What runs trained together share: the name's suffix (a preset's key), the training settings (not how the
+    machine ran them: threads and precision), the data."""
     suffix = run_name(run).removeprefix(run.label)
-    return suffix, repr(run.config.train), run.config.data_dir
+    recipe = dataclasses.replace(run.config.train, threads=0, precision="auto", device="auto")
+    return suffix, repr(recipe), run.config.data_dir
 
 
 def _twin_level(plain: Run, resnet: Run) -> int:
@@ -152,17 +167,28 @@ def _twin_level(plain: Run, resnet: Run) -> int:
 
 
 def default_pair(runs: list[Run], count: int) -> list[str]:
-    """The closest plain/residual twins (twins of one preset first, then the newest such pair), followed — when more
-    than two are wanted — by the other runs trained with them (same name suffix, training and data: a preset's or a
-    sweep's runs); with no twins, the newest runs."""
-    pairs = [(_twin_level(p, r), max(p.created, r.created), p, r) for p in runs for r in runs]
+    """The closest plain/residual twins (twins of one preset first, then twins trained for equal steps, then the
+    newest such pair), followed — when more than two are wanted — by the other runs trained with them (same name
+    suffix, training and data: a preset's or a sweep's runs); with no twins, the newest runs."""
+    pairs = [(_twin_level(p, r), steps_of(p) == steps_of(r), max(p.created, r.created), p, r)
+             for p in runs for r in runs]
     pairs = [pair for pair in pairs if pair[0] > 0]
     if count < 2 or not pairs:
         return [r.id for r in runs[:count]]
-    _, _, plain, resnet = max(pairs, key=lambda pair: pair[:2])
+    *_, plain, resnet = max(pairs, key=lambda pair: pair[:3])
     picked = [plain.id, resnet.id]
     same_batch = [r for r in runs if _batch(r) == _batch(plain) and r.id not in picked]
     return picked + [r.id for r in same_batch[: count - 2]]
+
+
+def unequal_steps_note(runs: list[Run]) -> None:
+    """A chart of runs of unequal length says so: their curves and final numbers do not compare step for step."""
+    steps = {run_name(r): steps_of(r) for r in runs}
+    if len(set(steps.values())) > 1:
+        st.caption(":orange[:material/warning:] These runs trained for different numbers of steps ("
+                   + ", ".join(f"{name}: {n:,}" for name, n in steps.items())
+                   + "), so they do not compare step for step. Runs planned together, or The fix matched to your "
+                     "Degradation runs, train equal steps.")
 
 
 def presentation() -> bool:

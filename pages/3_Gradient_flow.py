@@ -39,7 +39,8 @@ for i, run in enumerate(chosen):
                                             run.layer_names, title=ui.run_name(run), zmin=zmin, zmax=zmax)
         ui.plotly(heatmap, key=f"heat_{run.id}")
 findings = [(run, figures.gradient_flow_finding(run.metrics["grad_norms"], run.layer_names, run.metrics.get("loss"),
-                                                run.metrics["grad_norm_step"])) for run in chosen]
+                                                run.metrics["grad_norm_step"], ui.final_train_error(run)))
+            for run in chosen]
 st.markdown("**What you are looking at.** One row per layer (input at the top, classifier at the bottom), one "
             "column per recorded step, colour = log₁₀ of the gradient norm, on one shared colour scale so the "
             "panels compare colour for colour. Bright rows get large gradients, dark rows small ones. He et al. "
@@ -49,7 +50,7 @@ st.markdown("**What you are looking at.** One row per layer (input at the top, c
 st.markdown("\n".join(f"- **{ui.run_name(run)}**: {f['sentence']}." for run, f in findings))
 if any(f["stuck"] and f["trend"] == "fades" for _, f in findings):
     st.caption("A brief run is not the paper's 64,000 iterations: a deep plain net that stalls early can end with "
-               "faint early-layer gradients. That is a net that has stopped learning — compare its first column, "
+               "faint early-layer gradients. That is a net that has not learned — compare its first column, "
                "where BatchNorm's gradients are large at the input end — not evidence that vanishing gradients "
                "caused the stall. The “Without BatchNorm” preset shows what gradients do without BN.")
 

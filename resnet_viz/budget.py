@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .config import ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 from .errors import ConfigError
 from .schedule import StepPlan, eval_interval
+from .threads import BUSY_THRESHOLD, CpuLoad
 
 TIMED_STEPS = 3
 WARMUP_STEPS = 2  # oneDNN and cuDNN pick their kernels in the first steps; those are not timed
@@ -34,9 +35,14 @@ EVAL_BATCH = 500  # the trainer's evaluation batch
 # measurement with their own pace (record_observed), so this factor only shapes a machine's first plan.
 CPU_SUSTAINED_FACTOR = 1.25
 RUN_OVERHEAD_S = 1.5  # per run: building the model, moving the data to the device, saving the checkpoint
+# The app trains each run in a process of its own (resnet_viz.run_process): starting Python, importing torch and
+# reading the cached images add this much per run (measured on a 2-core AMD EPYC, 2026-12-07).
+PROCESS_START_S = 3.0
 QUEUE_OVERHEAD_S = 2.0  # per queue: reading the cached data
 SPEED_CACHE_VERSION = 1
+BUSY_TIMING_TTL_S = 600.0  # a timing taken beside other work serves this process's plans this long, uncached
 _LOCK = threading.Lock()
+_BUSY_TIMINGS: dict[str, tuple[float, "Speed"]] = {}
 
 
 def speed_cache_file() -> Path:
@@ -184,9 +190,16 @@ def speed_for(model_cfg: ModelConfig, batch_size: int, device: torch.device, pre
         entry = _load_cache().get("speeds", {}).get(key)
         if entry and not refresh:
             return Speed(**entry)
+        busy = _BUSY_TIMINGS.get(key)
+        if busy and not refresh and time.monotonic() - busy[0] < BUSY_TIMING_TTL_S:
+            return busy[1]
+        load = CpuLoad(exclude_demo=True) if device.type == "cpu" else None
         step, eval_image = measure(model_cfg, batch_size, device, precision)
         speed = Speed(step_seconds=step, eval_image_seconds=eval_image, precision=precision, threads=threads)
-        _remember(key, speed)
+        if load is None or load.others_busy(min_interval=0) <= BUSY_THRESHOLD:
+            _remember(key, speed)
+        else:  # taken beside other work: not this machine's speed, so not kept for later plans
+            _BUSY_TIMINGS[key] = (time.monotonic(), speed)
         return speed
 
 
@@ -198,9 +211,11 @@ def record_observed(model_cfg: ModelConfig, batch_size: int, device: torch.devic
 
 
 def is_cached(model_cfg: ModelConfig, batch_size: int, device: torch.device) -> bool:
+    """Whether a speed is known without timing anything (on disk, or timed recently beside other work)."""
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     prefix = _speed_key(model_cfg, batch_size, device, threads) + "|"
-    return any(k.startswith(prefix) for k in _load_cache().get("speeds", {}))
+    recent = [k for k, (t, _) in _BUSY_TIMINGS.items() if time.monotonic() - t < BUSY_TIMING_TTL_S]
+    return any(k.startswith(prefix) for k in [*_load_cache().get("speeds", {}), *recent])
 
 
 def cpu_has_bf16() -> bool:
@@ -264,27 +279,55 @@ def run_seconds(steps: int, train: TrainConfig, model: ModelConfig, speed: Speed
     return RUN_OVERHEAD_S + steps * speed.step_seconds + (eval_images + probe_images) * speed.eval_image_seconds
 
 
-def plan_runs(configs: list[RunConfig], minutes: float, device: torch.device, min_steps: int = 10,
-              refresh: bool = False) -> Plan:
-    """Give every run the same number of steps, as many as fit in `minutes` of wall time in all."""
-    if not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
+def plan_runs(configs: list[RunConfig], minutes: float | None, device: torch.device, min_steps: int = 10,
+              refresh: bool = False, steps: int | None = None, run_overhead: float = 0.0) -> Plan:
+    """Give every run the same number of steps: as many as fit in `minutes` of wall time in all, or exactly `steps`
+    (to match runs trained before). `run_overhead`: seconds each run costs beyond RUN_OVERHEAD_S (PROCESS_START_S
+    where each run starts a process). On a CPU the plan fixes the thread count it was measured with, so the runs
+    train with exactly the threads the plan shows."""
+    if steps is None and not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
         raise ConfigError(f"A time budget is between a few seconds and 24 hours, got {minutes!r} minutes.")
-    budget = 60.0 * minutes
     speeds = [speed_for(c.model, c.train.batch_size, device, c.train.precision, refresh) for c in configs]
 
-    def total(steps: int) -> float:
-        return QUEUE_OVERHEAD_S + sum(run_seconds(steps, c.train, c.model, s) for c, s in zip(configs, speeds))
+    def total(n: int) -> float:
+        return QUEUE_OVERHEAD_S + sum(run_seconds(n, c.train, c.model, s) + run_overhead
+                                      for c, s in zip(configs, speeds))
 
-    lo, hi = 0, 1
-    while total(hi) <= budget and hi < 10_000_000:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:  # the largest step count that fits: total() grows with steps
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid)
-    steps = max(min_steps, lo)
+    budget = 60.0 * minutes if minutes else None
+    if steps is None:
+        lo, hi = 0, 1
+        while total(hi) <= budget and hi < 10_000_000:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:  # the largest step count that fits: total() grows with steps
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid)
+        steps = max(min_steps, lo)
+    threads = torch.get_num_threads() if device.type == "cpu" else 0
     runs = []
     for c, s in zip(configs, speeds):
-        train = replace(c.train, max_steps=steps, precision=s.precision,
+        train = replace(c.train, max_steps=steps, precision=s.precision, threads=threads,
                         epochs=max(c.train.epochs, epochs_for_steps(steps, c.train.batch_size)))
-        runs.append(PlannedRun(replace(c, train=train), steps, run_seconds(steps, c.train, c.model, s), s))
-    return Plan(runs, budget, torch.get_num_threads() if device.type == "cpu" else 0)
+        runs.append(PlannedRun(replace(c, train=train), steps,
+                               run_seconds(steps, c.train, c.model, s) + run_overhead, s))
+    return Plan(runs, budget if budget is not None else total(steps), threads)
+
+
+# ------------------------------------------------------------------------------------------ custom run estimates ----
+def estimate_run(config: RunConfig, device: torch.device, train_images: int, run_overhead: float = 0.0) -> PlannedRun:
+    """How long a custom run will take here, before it is queued, without timing anything large: the cached speed
+    of the same net where there is one, else this machine's speed for plain-20 scaled by multiply-adds (a CPU step
+    costs about its multiply-adds; a depth-2000 net is never timed just to say that it takes hours)."""
+    from .summary import model_summary
+    train = config.train
+    n_train = min(train.subset or train_images, train_images)
+    steps = StepPlan.for_run(n_train, train).total
+    precision = "fp32" if train.precision == "auto" and device.type == "mps" else train.precision
+    reference = ModelConfig(depth=20, residual=False)
+    if is_cached(config.model, train.batch_size, device) or config.model == reference:
+        speed = speed_for(config.model, train.batch_size, device, precision)
+    else:
+        known = speed_for(reference, train.batch_size, device, precision)
+        scale = model_summary(config.model)["total_macs"] / model_summary(reference)["total_macs"]
+        speed = replace(known, step_seconds=known.step_seconds * scale,
+                        eval_image_seconds=known.eval_image_seconds * scale)
+    return PlannedRun(config, steps, run_seconds(steps, train, config.model, speed) + run_overhead, speed)

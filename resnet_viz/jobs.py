@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .errors import ConfigError, ResnetVizError
-from .executors import EXECUTORS, FINAL_STATES, RunState, final_message
+from .executors import EXECUTORS, FINAL_STATES, RunState
 
 
 
@@ -48,6 +48,7 @@ class Job:
     planned_step_seconds: float | None = None  # the measured step time that plan assumed
     node: str | None = None  # the machine training it
     ticket: int | None = field(default=None, repr=False)  # its number in the Ray executor, once handed over
+    process: object | None = field(default=None, repr=False)  # its run_process.TrainingProcess while it trains
     metrics_read: float = field(default=0.0, repr=False)
 
     @property
@@ -119,8 +120,10 @@ class JobQueue:
                 if job.id == job_id and not job.done:
                     if job.state == "queued" and job.ticket is None:
                         job.state, job.message = "cancelled", "Cancelled before it started."
-                    else:  # the worker passes it on (to the trainer, or to the cluster)
+                    else:  # the worker passes it on (to the training process, or to the cluster)
                         job.stop_event.set()
+                        if job.process is not None:
+                            job.process.stop()
                     self._wake.notify_all()
 
     def queue_eta(self) -> dict[int, float | None]:
@@ -193,41 +196,42 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from .data import load_cifar10, subset_note
-        from .executors import train_here
+        """Train one job in a process of its own (resnet_viz.run_process): page reruns then cost it CPU time at
+        most, never the server's interpreter lock."""
+        from .data import load_cifar10
+        from .run_process import TrainingProcess
         from .store import RunStore
 
         def publish(state: RunState):
             with self._lock:
-                job.state, job.run_id, job.node = "running", state.run_id, state.node
+                if job.state not in FINAL_STATES:
+                    job.state = "running" if state.state == "running" else job.state
+                job.run_id, job.node = state.run_id or job.run_id, state.node or job.node
                 if state.progress is not None:
                     job.progress = state.progress
                     job.metrics = state.progress.metrics
-                    job.layer_names = state.progress.layer_names
+                    job.layer_names = state.progress.layer_names or job.layer_names
 
         try:
-            data = load_cifar10(job.config.data_dir)
-            note = subset_note(job.config.train.subset, len(data.train_labels))
+            # Here, once per data folder (then memoised): a missing folder fails now with the usual message, and
+            # the default one is downloaded before the training process reads it.
+            load_cifar10(job.config.data_dir)
+            runs_dir = str(RunStore(job.runs_dir).root)
             with self._lock:
-                job.state = "running"
-            if job.extra_epochs:  # an extension trains here, on the run's own files, whatever the executor
-                from .extend import prepare_extension
-
-                def on_progress(p):
-                    publish(RunState(job.id, job.label, run_id=p.run_id, progress=p))
-                extension = prepare_extension(RunStore(job.runs_dir), job.run_id, job.extra_epochs, data=data)
-                result = extension.run(on_progress=on_progress, stop_event=job.stop_event,
-                                       reserve_cores=app_reserved_cores())
-            else:
-                result = train_here(RunState(job.id, job.label), job.config, RunStore(job.runs_dir).root, data,
-                                    "local", job.stop_event, publish, reserve_cores=app_reserved_cores())
+                if job.stop_event.is_set():
+                    job.state, job.message = "cancelled", "Cancelled before it started."
+                    return
+                job.process = TrainingProcess(
+                    job.id, job.label, runs_dir, config=None if job.extra_epochs else job.config,
+                    extend=(job.run_id, job.extra_epochs) if job.extra_epochs else None,
+                    data_dir=job.config.data_dir, reserve_cores=app_reserved_cores())
+            final = job.process.follow(publish)
             with self._lock:
-                job.state, job.run_id = result.status, result.run_id
-                job.layer_names = result.layer_names
-                job.metrics = result.metrics
-                job.message = final_message(result.status, result.steps, result.diverged_step)
-                if note:
-                    job.message = f"{job.message} {note}"
+                job.state, job.message = final.state, final.message
+                job.run_id = final.run_id or job.run_id
+                job.process = None
+            if job.run_id:
+                self._read_metrics(job)  # the whole run, as saved, for its card and its charts
         except ResnetVizError as e:
             with self._lock:
                 job.state, job.message = "failed", str(e)
@@ -236,7 +240,6 @@ class JobQueue:
                 job.state = "failed"
                 job.message = f"Training failed: {type(e).__name__}: {e}"
             traceback.print_exc()
-
 
     # -- the worker, when a Ray cluster trains the jobs ---------------------------------------------------------------
     def _work_on_ray(self) -> None:

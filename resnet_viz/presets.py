@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from .config import CIFAR10_TRAIN_IMAGES, ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 
 DEFAULT_MINUTES = 3.0
+# Below this many steps a deep plain net may still be at chance when a brief run ends (benchmarks/seed_study.py):
+# the Train page says so under a plan that short.
+FIG6_MIN_STEPS = 480
 BRIEF_RUN_STEPS = 2_000  # below this, the paper's lr 0.1 start is too abrupt for a fresh ResNet-56 to recover from
 BRIEF_LR = 0.05  # the peak of the one-cycle schedule brief runs use
 BRIEF_BATCH = 128
@@ -75,19 +78,49 @@ def preset_runs(preset: Preset, steps: int, data_dir: str | None = None, base: T
             for m in preset.models]
 
 
-def plan_preset(preset: Preset, minutes: float, device, data_dir: str | None = None,
-                base: TrainConfig | None = None, refresh: bool = False, reserve: int = 0):
-    """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device`, recipe included,
-    measured with the threads its runs would get now (the free cores, less `reserve` for a server)."""
+def plan_preset(preset: Preset, minutes: float | None, device, data_dir: str | None = None,
+                base: TrainConfig | None = None, refresh: bool = False, reserve: int = 0, steps: int | None = None,
+                run_overhead: float = 0.0):
+    """A budget.Plan for the preset: its runs with as many steps as fit in `minutes` on `device` (or exactly `steps`,
+    to match runs trained before), recipe included, measured with the threads its runs would get now (the cores
+    that nothing but the demo itself uses, less `reserve` for a server) — and fixed to those threads."""
     from .budget import plan_runs
     from .threads import threads_a_run_would_get
-    probe = preset_runs(preset, 100, data_dir, base)  # the recipe's batch size and evaluations decide the speed
+    probe = preset_runs(preset, steps or 100, data_dir, base)  # the recipe's batch size and evaluations decide speed
     with threads_a_run_would_get(device.type, reserve):
-        plan = plan_runs(probe, minutes, device, refresh=refresh)
+        plan = plan_runs(probe, minutes, device, refresh=refresh, steps=steps, run_overhead=run_overhead)
     configs = preset_runs(preset, plan.steps, data_dir, base)
     for planned, config in zip(plan.runs, configs):
-        planned.config = replace(config, train=replace(config.train, precision=planned.speed.precision))
+        planned.config = replace(config, train=replace(config.train, precision=planned.speed.precision,
+                                                       threads=plan.threads))
     return plan
+
+
+def preset_models() -> list[ModelConfig]:
+    """Every net of every preset, once: measured together, so a second preset's plan needs no measuring."""
+    models: list[ModelConfig] = []
+    for p in PRESETS:
+        models.extend(m for m in p.models if m not in models)
+    return models
+
+
+def nets_to_measure(device, reserve: int = 0) -> list[ModelConfig]:
+    """The preset nets whose speed on this machine (with the threads a run would get now) is not cached yet."""
+    from .budget import is_cached
+    from .threads import threads_a_run_would_get
+    with threads_a_run_would_get(device.type, reserve):
+        return [m for m in preset_models() if not is_cached(m, BRIEF_BATCH, device)]
+
+
+def measure_nets(models: list[ModelConfig], device, reserve: int = 0, on_net=None) -> None:
+    """Time `models` now (budget.speed_for), calling `on_net(index, model)` before each: the Train page's progress."""
+    from .budget import speed_for
+    from .threads import threads_a_run_would_get
+    with threads_a_run_would_get(device.type, reserve):
+        for i, model in enumerate(models):
+            if on_net is not None:
+                on_net(i, model)
+            speed_for(model, BRIEF_BATCH, device)
 
 
 def preset_needs_measuring(preset: Preset, device, reserve: int = 0) -> bool:
@@ -96,6 +129,29 @@ def preset_needs_measuring(preset: Preset, device, reserve: int = 0) -> bool:
     from .threads import threads_a_run_would_get
     with threads_a_run_would_get(device.type, reserve):
         return not all(is_cached(m, BRIEF_BATCH, device) for m in preset.models)
+
+
+# The experiment a lecture compares a preset's runs with: The fix is shown against Degradation, and back.
+PARTNERS = {"fix": "degradation", "degradation": "fix"}
+
+
+def preset_key_of(run_name: str | None) -> str | None:
+    """The preset a run was trained by, from its name ("plain-56 · degradation"), or None for other runs."""
+    if not run_name or " · " not in run_name:
+        return None
+    key = run_name.rsplit(" · ", 1)[1].strip()
+    return key if any(p.key == key for p in PRESETS) else None
+
+
+def steps_to_match(preset: Preset, trained: list[tuple[str | None, int | None]]) -> tuple[str, int] | None:
+    """(partner preset's title, its steps) when runs of this preset's partner exist — `trained` lists (run name,
+    planned steps), newest first, from the run store and the queue — so the two experiments train the same steps
+    and their charts compare step for step; None when there is nothing to match."""
+    partner = PARTNERS.get(preset.key)
+    for name, steps in trained:
+        if partner and steps and preset_key_of(name) == partner:
+            return preset_by_key(partner).title.split(":")[0], int(steps)
+    return None
 
 
 def brief_run_rule(epochs: float, subset: int | None, batch_size: int, max_steps: int | None = None,

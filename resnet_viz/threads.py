@@ -29,8 +29,57 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _read_jiffies() -> tuple[int, int] | None:
-    """(busy jiffies of the whole machine, busy jiffies of this process), or None where /proc is missing."""
+BROWSERS = ("chrom", "firefox", "safari", "msedge", "brave", "opera", "vivaldi", "webkit")  # process names
+
+
+def _process_table() -> dict[int, tuple[str, int, int]] | None:
+    """{pid: (name, parent pid, busy jiffies)} of every process, or None where /proc is missing."""
+    table = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        try:
+            table[int(name)] = (comm.lower(), int(rest[1]), int(rest[11]) + int(rest[12]))
+        except (IndexError, ValueError):
+            continue
+    return table
+
+
+def demo_pids(table: dict[int, tuple[str, int, int]], root: int) -> set[int]:
+    """The demo's own processes: `root` (the app's server) with its descendants, and every web browser process with
+    its descendants — the tabs watching the demo are part of it, not competitors for the cores."""
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    seeds = [root] + [pid for pid, (comm, _, _) in table.items() if any(b in comm for b in BROWSERS)]
+    found, stack = set(), seeds
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return found
+
+
+def _demo_root() -> int:
+    """The app's server: the process that started this one for a run (RESNET_VIZ_DEMO_PID), else this process."""
+    value = os.environ.get("RESNET_VIZ_DEMO_PID", "")
+    return int(value) if value.isdigit() else os.getpid()
+
+
+def _read_jiffies(exclude_demo: bool = False) -> tuple[int, int] | None:
+    """(busy jiffies of the whole machine, busy jiffies of the processes not to count as others: this process, or
+    with `exclude_demo` every process of the demo), or None where /proc is missing."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -40,14 +89,23 @@ def _read_jiffies() -> tuple[int, int] | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     busy_total = sum(fields[:8]) - idle  # guest time is already inside user time
-    return busy_total, int(own[11]) + int(own[12])  # utime + stime
+    mine = int(own[11]) + int(own[12])  # utime + stime
+    if exclude_demo and (table := _process_table()) is not None:
+        demo = demo_pids(table, _demo_root()) | {os.getpid()}
+        mine = sum(table[pid][2] for pid in demo if pid in table)
+    return busy_total, mine
 
 
 class CpuLoad:
-    """Cores used by *other* processes, measured between successive calls (no sleeping after the first)."""
+    """Cores used by *other* processes, measured between successive calls (no sleeping after the first).
 
-    def __init__(self):
-        self._last = _read_jiffies()
+    `exclude_demo`: other than the demo itself (the app's server, its training process and the browsers watching
+    it), which is what a run's thread count is decided from; an analysis (exclude_demo False) counts a training run
+    as the competitor it is."""
+
+    def __init__(self, exclude_demo: bool = False):
+        self.exclude_demo = exclude_demo
+        self._last = _read_jiffies(exclude_demo)
         self._last_time = time.monotonic()
 
     def others_busy(self, min_interval: float = 0.25) -> float:
@@ -56,7 +114,7 @@ class CpuLoad:
             wait = min_interval - (time.monotonic() - self._last_time)
             if wait > 0:
                 time.sleep(wait)
-        now, now_time = _read_jiffies(), time.monotonic()
+        now, now_time = _read_jiffies(self.exclude_demo), time.monotonic()
         last, last_time = self._last, self._last_time
         self._last, self._last_time = now, now_time
         if now is None or last is None:
@@ -92,7 +150,7 @@ class ThreadGovernor:
     fixed: int | None = None
 
     def __post_init__(self):
-        self._load = CpuLoad()
+        self._load = CpuLoad(exclude_demo=True)
         self._last_check = 0.0
         self.threads = self.fixed or 0
 
@@ -122,7 +180,7 @@ def threads_a_run_would_get(device_type: str, reserve: int = 0) -> Iterator[int]
         yield 0
         return
     before = torch.get_num_threads()
-    threads = choose_threads(CpuLoad().others_busy(), reserve)
+    threads = choose_threads(CpuLoad(exclude_demo=True).others_busy(), reserve)
     torch.set_num_threads(threads)
     try:
         yield threads

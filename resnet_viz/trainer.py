@@ -33,7 +33,7 @@ from .store import RunStore, RunWriter
 from .summary import check_fits
 from .budget import Speed, autocast_for, record_observed, resolve_precision
 from .checkpoint import training_state
-from .threads import ThreadGovernor
+from .threads import BUSY_THRESHOLD, CpuLoad, ThreadGovernor
 
 if TYPE_CHECKING:
     from .extend import Extension
@@ -232,6 +232,7 @@ class Trainer:
         if metrics.last_evaluation("eval_step") != plan.start:
             self._evaluate(model, eval_sets, plan.start, channels_last)
         self._loop_start = time.perf_counter() - self._started - self._eval_seconds  # training seconds before it
+        self._load = CpuLoad(exclude_demo=True) if device.type == "cpu" else None  # others' load over the loop
         self._pace_marks.append((plan.start, self._loop_start))
         step = plan.start
         while step < plan.total and status == "finished":
@@ -317,6 +318,8 @@ class Trainer:
         """Teach the time-budget planner this run's real pace (see budget.record_observed)."""
         if steps < 20 or len(self._threads_used) > 1 or self._device.type not in ("cpu", "cuda"):
             return
+        if self._load is not None and self._load.others_busy(min_interval=0) > BUSY_THRESHOLD:
+            return  # paced beside other work: not this machine's speed
         training = time.perf_counter() - self._started - self._eval_seconds - self._loop_start
         n_evals = len(self._metrics.evals["eval_step"]) - self._evals_before
         speed = Speed(step_seconds=training / steps,

@@ -38,6 +38,23 @@ def known_speeds(tmp_path, monkeypatch):
                                                                          threads))
 
 
+def machine_load(monkeypatch, cores_busy: float) -> None:
+    """Make every CPU-load sample say that other processes keep `cores_busy` cores busy, whatever really runs
+    beside the tests (a CI machine is not quiet, nor reliably busy)."""
+    from resnet_viz import threads
+    monkeypatch.setattr(threads.CpuLoad, "others_busy", lambda self, min_interval=0.25: cores_busy)
+
+
+@pytest.fixture
+def quiet_machine(monkeypatch):
+    machine_load(monkeypatch, 0.0)
+
+
+@pytest.fixture
+def busy_machine(monkeypatch):
+    machine_load(monkeypatch, 8.0)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """For modules of tiny nets (they opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`): with several

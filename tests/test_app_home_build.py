@@ -143,23 +143,13 @@ def test_build_choices_survive_in_session_state():
     assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
 
 
-def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch):
+def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, known_speeds):
     """Home's button opens the Train page with that experiment's plan (steps, estimated time): nothing starts
-    before the lecturer has seen it."""
-    import torch
-
+    before the lecturer has seen it. Known speeds: nothing is timed."""
     from cifar_fixtures import write_python_batches
-    from resnet_viz import budget
-    from resnet_viz.config import ModelConfig
     from resnet_viz.jobs import JobQueue
     monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
     monkeypatch.setenv("RESNET_VIZ_DATA", str(write_python_batches(tmp_path / "cifar", 4, 2)))
-    monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path / "cache"))
-    for depth in (20, 56):  # known speeds: nothing is timed
-        for threads in range(1, 9):
-            for precision in ("fp32", "bf16"):
-                budget.record_observed(ModelConfig(depth=depth), 128, torch.device("cpu"),
-                                       budget.Speed(0.05 * depth / 20, 1e-4, precision, threads))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.button(key="home_preset_fix").click().run()
     no_exception(at)

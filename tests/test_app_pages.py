@@ -1,5 +1,6 @@
 """AppTest for the Train, Gradient flow, Grad-CAM and Compare pages: empty store, runs present, interactions."""
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,9 @@ def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
     no_exception(at)
     [run] = RunStore(runs).list()
     assert run.state == "finished" and run.has_checkpoint
-    assert any("finished" in m.value for m in at.markdown)
-    assert len(at.get("plotly_chart")) >= 2  # the job's loss and error curves
+    # A finished job is one line with what it reached (the live charts are the running job's, on top)
+    assert any("finished" in m.value and re.search(r"\d+ steps, (learned|near chance)", m.value) for m in at.markdown)
+    assert not at.get("plotly_chart")
 
 
 def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):

@@ -12,8 +12,9 @@ TINY = ModelConfig(depth=8, width=0.25)
 
 
 @pytest.fixture
-def speed_cache(tmp_path, monkeypatch):
+def speed_cache(tmp_path, monkeypatch, quiet_machine):
     monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path))
+    monkeypatch.setattr(budget, "_BUSY_TIMINGS", {})
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield tmp_path / "step_times.json"
@@ -34,6 +35,26 @@ def test_speed_is_measured_once_then_cached(speed_cache):
     assert budget.speed_for(TINY, 16, device, "fp32", refresh=True).step_seconds < 123.0
     assert budget.is_cached(TINY, 16, device)
     assert not budget.is_cached(TINY, 32, device)
+
+
+def test_a_timing_taken_beside_other_work_is_not_kept(speed_cache, monkeypatch):
+    """A busy machine's timing serves the plan being made (measured once), but never reaches the cache on disk,
+    so a later plan on a quiet machine measures afresh."""
+    from conftest import machine_load
+    device = torch.device("cpu")
+    machine_load(monkeypatch, 1.5)
+    measured = []
+    real_measure = budget.measure
+    monkeypatch.setattr(budget, "measure", lambda *a, **k: measured.append(1) or real_measure(*a, **k))
+    busy = budget.speed_for(TINY, 16, device, "fp32")
+    assert not speed_cache.exists()
+    assert budget.speed_for(TINY, 16, device, "fp32") == busy and len(measured) == 1  # this process reuses it
+    assert budget.is_cached(TINY, 16, device)
+    machine_load(monkeypatch, 0.0)
+    monkeypatch.setattr(budget, "_BUSY_TIMINGS", {})  # a later process: nothing of the busy timing is left
+    assert not budget.is_cached(TINY, 16, device)
+    budget.speed_for(TINY, 16, device, "fp32")
+    assert len(measured) == 2 and len(json.loads(speed_cache.read_text())["speeds"]) == 1
 
 
 def test_auto_precision_picks_a_measured_one(speed_cache):

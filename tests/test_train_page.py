@@ -31,7 +31,8 @@ def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_d
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     steps = budget.plan_runs([RunConfig(model=ModelConfig(depth=d, residual=False), train=TrainConfig(
-        batch_size=128, eval_images=500, precision="bf16")) for d in (20, 56)], 2.0, torch.device("cpu")).steps
+        batch_size=128, eval_images=500, precision="bf16")) for d in (20, 56)], 2.0, torch.device("cpu"),
+        run_overhead=budget.PROCESS_START_S).steps  # the app starts a process per run
     assert list(table["run"]) == ["plain-20", "plain-56"]
     assert list(table["steps"]) == [steps, steps] and set(table["precision"]) == {"bf16"}
     total = next(m.value for m in at.markdown if "Estimated total" in m.value)
@@ -62,3 +63,83 @@ def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch):
     stop_second.click().run()
     assert [j.state for j in queue.jobs()] == ["queued", "cancelled"]
     release.set()
+
+
+def idle_queue(monkeypatch) -> JobQueue:
+    """The app's queue with its worker switched off: what Start queues stays queued, to be read back."""
+    queue = JobQueue()
+    monkeypatch.setattr("resnet_viz.jobs._QUEUE", queue)
+    monkeypatch.setattr(queue, "_ensure_worker", lambda: None)
+    return queue
+
+
+def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, monkeypatch):
+    """The machine gets busy between the plan and the click: Start still queues exactly what the table showed (steps,
+    precision, threads) — it never re-plans."""
+    from conftest import machine_load
+    queue = idle_queue(monkeypatch)
+    machine_load(monkeypatch, 0.0)
+    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at.session_state["keep_preset"] = "degradation"
+    at.session_state["keep_preset_minutes"] = 3.0
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.dataframe[0].value
+    total = next(m.value for m in at.markdown if "Estimated total" in m.value)
+    threads = int(re.search(r"(\d+) CPU threads?", total).group(1))
+    machine_load(monkeypatch, 8.0)  # a plan made now would get 1 thread and fewer steps
+    at.button(key="preset_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    jobs = queue.jobs()
+    assert [j.config.model.name for j in jobs] == list(shown["run"])
+    assert [j.config.train.max_steps for j in jobs] == [int(s) for s in shown["steps"]]
+    assert [j.config.train.precision for j in jobs] == list(shown["precision"])
+    assert {j.config.train.threads for j in jobs} == {threads}
+
+
+def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, monkeypatch):
+    """After Degradation, The fix trains the same steps (and says so), whatever the minutes say; switched off, it
+    plans from the minutes again."""
+    from resnet_viz.presets import plan_preset, preset_by_key
+    queue = idle_queue(monkeypatch)
+    degradation = plan_preset(preset_by_key("degradation"), 1.0, torch.device("cpu"), str(data_dir))
+    queue.submit([r.config for r in degradation.runs], owner="someone", runs_dir=str(tmp_path / "runs"),
+                 plans=degradation.runs)
+    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at.session_state["keep_preset"] = "fix"
+    at.session_state["keep_preset_minutes"] = 5.0
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["steps"]) == [degradation.steps] * 2
+    assert any(f"matching your Degradation runs" in m.value for m in at.markdown)
+    at.toggle(key="keep_preset_match").set_value(False).run()
+    assert int(at.dataframe[0].value["steps"][0]) > degradation.steps  # 5 minutes, not 1
+
+
+def test_a_custom_run_over_ten_minutes_asks_first(known_speeds, tmp_path, data_dir, monkeypatch):
+    queue = idle_queue(monkeypatch)
+    at = app(tmp_path / "runs", data_dir, monkeypatch).run()
+    at.text_input(key="keep_train_depths").set_value("20, 56, 2000")
+    at.multiselect(key="keep_train_archs").set_value(["plain"])
+    at.number_input(key="keep_train_epochs").set_value(500.0)  # the tiny data's 120 images: one step an epoch
+    at.button(key="queue_custom").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not queue.jobs()  # nothing queued before the user says so
+    warning = next(w.value for w in at.warning if "Queue them anyway" in w.value)
+    assert re.search(r"about \*\*\d+ h \d+ min\*\*", warning) and "plain-2000" in warning
+    at.button(key="custom_confirm").click().run()
+    assert [j.config.model.depth for j in queue.jobs()] == [20, 56, 2000]
+    assert not at.warning
+    assert all(j.planned_seconds for j in queue.jobs())  # the queue's ETA knows them: no "estimating…"
+
+
+def test_a_short_custom_run_queues_at_once_with_its_estimate(known_speeds, tmp_path, data_dir, monkeypatch):
+    queue = idle_queue(monkeypatch)
+    at = app(tmp_path / "runs", data_dir, monkeypatch).run()
+    at.text_input(key="keep_train_depths").set_value("20")
+    at.multiselect(key="keep_train_archs").set_value(["plain"])
+    at.number_input(key="keep_train_subset").set_value(1000)
+    at.button(key="queue_custom").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [job] = queue.jobs()
+    assert job.planned_seconds and job.planned_seconds < 600

@@ -17,6 +17,7 @@ from resnet_viz import analyses as A
 from resnet_viz import figures as AP
 from resnet_viz.data import CIFAR10_CLASSES
 from resnet_viz.errors import ResnetVizError
+from resnet_viz.learning import learned, learning_phrase
 from views.analysis_selection import K, Entry, Selection, analysed, each, load_entries, names
 from views.models import budget_images, cached
 
@@ -156,11 +157,12 @@ def lesion_section(sel: Selection) -> None:
     randoms = [(e, r) for e, r in randoms if r is not None]
     intact = {e.label: r["baseline"] for e, r in single}
     intact.update({e.label: float(np.mean(r[0])) for e, r in randoms if r.get(0) and e.label not in intact})
-    at_chance = [label for label, acc in intact.items() if acc <= 1 / len(CIFAR10_CLASSES) + 0.05]
+    at_chance = [f"{label} ({learning_phrase(1 - acc).replace('training error', 'error on these images')})"
+                 for label, acc in intact.items() if learned(1 - acc) is False]
     if at_chance and not sel.fresh:
-        st.warning(f"{', '.join(at_chance)}: even the intact net is at about chance level on these images, so "
-                   "deleting blocks has nothing to take away — the lesion study can only show something on a "
-                   "net that has learned. Train longer, or pick another run.")
+        st.warning(f"{', '.join(at_chance)}: the intact net has not learned, so deleting blocks has nothing to "
+                   "take away — the lesion study can only show something on a net that has learned. Train longer, "
+                   "or pick another run.")
     if randoms:
         ui.plotly(AP.lesion_random_figure([e.series(r) for e, r in randoms]), key="an_lesion_random")
         short = [e for e, _ in randoms if removable(e) < k_max]

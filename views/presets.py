@@ -1,27 +1,34 @@
-"""The preset planner: pick an experiment and the minutes you have, see what will run, then start it.
+"""The preset planner: pick an experiment and the minutes you have, see what will run, then start exactly that.
 
-The plan comes from this machine's measured step times (resnet_viz.budget), so the estimate is shown before anything
-starts; the first plan on a machine measures a few steps per model and caches them on disk.
+The plan you see is the run you get: any measuring happens first, visibly, with a progress bar (every preset net at
+once, so a second experiment needs none); the plan — steps per net, precision, threads, estimate — is then made once
+and kept in the session, and Start queues that very plan. An experiment whose partner was trained already (The fix
+after Degradation, or back) trains the same number of steps, so the two compare step for step.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 import ui
+from resnet_viz.budget import PROCESS_START_S
 from resnet_viz.errors import ResnetVizError
 from resnet_viz.jobs import app_reserved_cores, job_queue
-from resnet_viz.presets import (DEFAULT_MINUTES, PRESETS, describe_training, plan_preset, preset_by_key,
-                                preset_needs_measuring)
+from resnet_viz.presets import (DEFAULT_MINUTES, FIG6_MIN_STEPS, PRESETS, describe_training, measure_nets,
+                                nets_to_measure, plan_preset, preset_by_key, steps_to_match)
 from resnet_viz.trainer import resolve_device
 
 PRESET_KEY = ui.KEEP_PREFIX + "preset"
 MINUTES_KEY = ui.KEEP_PREFIX + "preset_minutes"
+MATCH_KEY = ui.KEEP_PREFIX + "preset_match"
+PLAN_KEY = "preset_plan"  # (what it was planned for, the Plan): Start queues this, never a fresh one
 
 
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
     seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -30,43 +37,80 @@ def select_preset(key: str) -> None:
     st.session_state[PRESET_KEY] = key
 
 
+def trained_by_preset(queue) -> list[tuple[str | None, int | None]]:
+    """(run name, planned steps) of the queue's jobs and the store's runs, newest first: what a plan can match."""
+    jobs = [(j.config.name, j.config.train.max_steps) for j in reversed(queue.jobs()) if j.state != "cancelled"]
+    try:
+        runs = [(r.name, r.config.train.max_steps) for r in reversed(ui.list_runs(with_metrics=False))
+                if r.state in ("finished", "running", "stopped")]
+    except ResnetVizError:
+        runs = []
+    return jobs + runs
+
+
+def _measure_first(device, reserve: int) -> bool:
+    """Time the preset nets this machine has no speed for, with a progress bar; False when it cannot now."""
+    missing = nets_to_measure(device, reserve)
+    if not missing:
+        return True
+    if job_queue().busy():
+        st.info("This machine's speed for these nets is measured once, with a few timed steps, while nothing "
+                "trains. Plan this experiment after the runs below finish.")
+        return False
+    bar = st.progress(0.0, text="Measuring this machine…")
+
+    def on_net(i, model):
+        bar.progress(i / len(missing), text=f"Measuring this machine once, then cached: a few timed steps of "
+                                            f"{model.name} ({i + 1} of {len(missing)})…")
+    measure_nets(missing, device, reserve, on_net)
+    bar.empty()
+    return True
+
+
 def preset_planner() -> None:
-    """Preset and budget pickers, the plan (steps per run, estimated time) and a Start button."""
+    """Preset and budget pickers, the plan (steps per run, precision, threads, estimate) and a Start button."""
     keys = [p.key for p in PRESETS]
     titles = {p.key: p.title for p in PRESETS}
+    if MINUTES_KEY not in st.session_state:
+        st.session_state[MINUTES_KEY] = DEFAULT_MINUTES
     left, right = st.columns([3, 1])
     with left:
         key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY)
-    with right:
-        minutes = st.number_input("Minutes for the whole experiment", min_value=0.5, max_value=600.0,
-                                  value=float(st.session_state.get(MINUTES_KEY, DEFAULT_MINUTES)), step=0.5,
-                                  key=MINUTES_KEY, help="Every run of the experiment gets the same number of steps: "
-                                                        "as many as fit in this time on this machine.")
     if not key:
+        with right:
+            st.number_input("Minutes for the whole experiment", min_value=0.5, max_value=600.0, step=0.5,
+                            key=MINUTES_KEY)
         st.caption("Pick an experiment to see how many steps fit in your time on this machine.")
         return
     preset = preset_by_key(key)
-    st.caption(preset.description)
     queue = job_queue()
+    match = steps_to_match(preset, trained_by_preset(queue))
+    use_match = bool(match) and st.toggle(
+        f"Match your {match[0]} runs: {match[1]:,} steps per net" if match else "", value=True, key=MATCH_KEY,
+        help="The same steps and recipe as the runs this experiment is compared with, so every chart compares "
+             "them step for step.")
+    with right:
+        minutes = st.number_input("Minutes for the whole experiment", min_value=0.5, max_value=600.0, step=0.5,
+                                  key=MINUTES_KEY, disabled=use_match,
+                                  help="Every run of the experiment gets the same number of steps: as many as fit "
+                                       "in this time on this machine.")
+    st.caption(preset.description)
     device, reserve = resolve_device("auto"), app_reserved_cores()
-    if queue.busy() and preset_needs_measuring(preset, device, reserve):
-        st.info("This machine's speed for these nets is measured once, with a few timed steps, when nothing else "
-                "trains. Start this experiment after the runs above finish.")
-        return
-    try:
-        with st.spinner("Measuring this machine: a few timed steps per net (once; cached afterwards)…"):
-            plan = plan_preset(preset, float(minutes), device, ui.data_dir(), reserve=reserve)
-    except ResnetVizError as e:
-        st.error(str(e))
-        return
-    train = plan.runs[0].config.train
-    rows = [{"run": r.config.model.name, "steps": r.steps, "precision": r.speed.precision,
-             "seconds per step": round(r.speed.step_seconds, 3), "estimated time": fmt_duration(r.seconds)}
-            for r in plan.runs]
-    st.dataframe(rows, hide_index=True, width="stretch")
-    threads = f", {plan.threads} CPU thread{'s' if plan.threads != 1 else ''}" if plan.threads else ""
-    st.markdown(f"**Estimated total: {fmt_duration(plan.total_seconds)}** for {len(plan.runs)} runs of "
-                f"{plan.steps:,} steps each — {describe_training(train)}{threads}.")
+    wanted = (preset.key, None if use_match else float(minutes), match[1] if use_match else None, ui.data_dir(),
+              str(device), queue.executor)
+    kept = st.session_state.get(PLAN_KEY)
+    if kept is None or kept[0] != wanted:
+        if not _measure_first(device, reserve):
+            return
+        try:
+            plan = plan_preset(preset, wanted[1], device, ui.data_dir(), reserve=reserve, steps=wanted[2],
+                               run_overhead=PROCESS_START_S if queue.executor == "local" else 0.0)
+        except ResnetVizError as e:
+            st.error(str(e))
+            return
+        st.session_state[PLAN_KEY] = kept = (wanted, plan)
+    plan = kept[1]
+    _show_plan(preset, plan, match if use_match else None)
     if st.button("Start", key="preset_start", type="primary"):
         try:
             queue.submit([r.config for r in plan.runs], owner=ui.session_id(), runs_dir=ui.runs_dir(),
@@ -74,4 +118,22 @@ def preset_planner() -> None:
         except ResnetVizError as e:
             st.error(str(e))
         else:
+            st.session_state.pop(PLAN_KEY, None)  # the next plan is made afresh (and may match these runs)
             st.toast(f"Queued {len(plan.runs)} runs: about {fmt_duration(plan.total_seconds)} in all.")
+
+
+def _show_plan(preset, plan, match) -> None:
+    train = plan.runs[0].config.train
+    rows = [{"run": r.config.model.name, "steps": r.steps, "precision": r.speed.precision,
+             "seconds per step": round(r.speed.step_seconds, 3), "estimated time": fmt_duration(r.seconds)}
+            for r in plan.runs]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    threads = f", {plan.threads} CPU thread{'s' if plan.threads != 1 else ''}" if plan.threads else ""
+    matched = f" (matching your {match[0]} runs)" if match else ""
+    st.markdown(f"**Estimated total: {fmt_duration(plan.total_seconds)}** for {len(plan.runs)} runs of "
+                f"{plan.steps:,} steps each{matched} — {describe_training(train)}{threads}.")
+    deep_plain = any(not r.config.model.residual and r.config.model.depth >= 56 for r in plan.runs)
+    if deep_plain and plan.steps < FIG6_MIN_STEPS:
+        st.warning(f"Under {FIG6_MIN_STEPS:,} steps a deep plain net may still sit near chance when the time is up "
+                   f"(on some seeds it does), and the comparison then shows a net that has not learned rather than "
+                   f"the paper's degradation. Give it more minutes for Fig. 6's shape every time.")

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..learning import learned, learning_phrase
 from .numerics import (MAX_HEATMAP_COLUMNS, downsample_log_columns, ema, first_last_ratio, last_conv_index,
                        log10_safe, log_ticks, metric_array, thin_indices)
 from .runs import RunSeries, as_runs
@@ -176,15 +177,16 @@ def format_ratio(x: float | None) -> str:
 
 
 def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, loss: Any = None,
-                          steps: Any = None) -> dict:
+                          steps: Any = None, train_error: float | None = None) -> dict:
     """What one run's recorded gradients show, in numbers and one plain sentence — so the page's text follows the
     data instead of asserting the paper's result, and quotes the same numbers as its table (`RATIO_DEFINITION`).
 
     steps: the training step of each row of grad_norms (the run's "grad_norm_step"; default: the row index).
     Keys: start_step and ratio_start (first layer ÷ last conv at the first row with a finite ratio), end_steps
     (first and last step of the last 10% of rows) and ratio_end (the median over them), trend ("fades" below 0.1,
-    "grows" above 10, else "even"), stuck (the last 10% of training losses average within 2% of ln 10: chance level
-    for 10 classes) and sentence."""
+    "grows" above 10, else "even"), stuck and sentence. stuck: the net has not learned by the app's one rule
+    (resnet_viz.learning: final training error above 80%) when `train_error` (the last evaluation's, a fraction) is
+    given; without it, the last 10% of training losses averaging within 2% of ln 10 (chance for 10 classes)."""
     ratio = first_last_ratio(grad_norms, layer_names)
     steps = np.arange(len(ratio)) if steps is None else np.asarray(steps)
     if len(steps) != len(ratio):
@@ -200,7 +202,10 @@ def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, lo
     trend = "fades" if end < 0.1 else "grows" if end > 10 else "even"
     losses = np.asarray(loss, dtype=float) if loss is not None else np.zeros(0)
     losses = losses[np.isfinite(losses)]
-    stuck = bool(len(losses) and abs(losses[-max(1, len(losses) // 10):].mean() - np.log(10)) < 0.02 * np.log(10))
+    if learned(train_error) is not None:
+        stuck = not learned(train_error)
+    else:
+        stuck = bool(len(losses) and abs(losses[-max(1, len(losses) // 10):].mean() - np.log(10)) < 0.02 * np.log(10))
     when = "at initialisation (step 0)" if start_step == 0 else f"at step {start_step:,}"
     sentence = (f"the first layer's gradient is {format_ratio(start)} the last conv layer's {when} and "
                 f"{format_ratio(end)} at the end — " + {
@@ -210,7 +215,9 @@ def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, lo
     if start > 10:
         sentence += (f"; {'at initialisation' if start_step == 0 else 'at the start'} it is far larger at the input "
                      "end (it explodes, it does not vanish)")
-    if stuck:
-        sentence += "; its training loss ended at chance level (ln 10 ≈ 2.30): the net has stopped learning"
+    if stuck and learned(train_error) is not None:
+        sentence += f"; it has not learned: {learning_phrase(train_error)}"
+    elif stuck:
+        sentence += "; its training loss ended at chance level (ln 10 ≈ 2.30): the net has not learned"
     return {"start_step": start_step, "ratio_start": start, "end_steps": end_steps, "ratio_end": end, "trend": trend,
             "stuck": stuck, "sentence": sentence}
