@@ -10,9 +10,11 @@ from dataclasses import dataclass, replace
 
 from .config import CIFAR10_TRAIN_IMAGES, ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 
-DEFAULT_MINUTES = 3.0
-# Below this many steps a deep plain net may still be at chance when a brief run ends (benchmarks/seed_study.py):
-# the Train page says so under a plan that short.
+# The default budget gives the Degradation preset more than FIG6_MIN_STEPS on a 2-core laptop CPU (about 580 steps
+# per net on a 2-core AMD EPYC, 2026-12-07); 3 minutes gave 288, where plain-56 stayed near chance on one seed of three.
+DEFAULT_MINUTES = 5.0
+# From this many steps the brief-run recipe showed Fig. 6's shape on every seed tried (benchmarks/seed_study.py,
+# seeds 0-2: plain-56 learned, >= 5 points above plain-20, ResNet-56 >= 10 below it); under it, the Train page warns.
 FIG6_MIN_STEPS = 480
 BRIEF_RUN_STEPS = 2_000  # below this, the paper's lr 0.1 start is too abrupt for a fresh ResNet-56 to recover from
 BRIEF_LR = 0.05  # the peak of the one-cycle schedule brief runs use
@@ -30,8 +32,9 @@ class Preset:
 
 PRESETS = (
     Preset("degradation", "Degradation: plain-20 vs plain-56",
-           "Two plain nets, 20 and 56 layers, trained for the same number of steps. The deeper one learns, but "
-           "ends with the higher training error — the degradation problem of the paper's Fig. 1 and Fig. 6 (left).",
+           "Two plain nets, 20 and 56 layers, trained for the same number of steps. Given enough steps (the plan "
+           "says when there are too few), the deeper one learns but ends with the higher training error — the "
+           "degradation problem of the paper's Fig. 1 and Fig. 6 (left).",
            (ModelConfig(depth=20, residual=False), ModelConfig(depth=56, residual=False))),
     Preset("fix", "The fix: ResNet-20 vs ResNet-56",
            "The same depths with shortcut connections. Now the 56-layer net trains about as well as the 20-layer one, "

@@ -39,9 +39,12 @@ def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_d
     minutes, seconds = map(int, re.search(r"(\d+) min (\d+) s", total).groups())
     assert 100 <= 60 * minutes + seconds <= 120 and f"{steps:,} steps each" in total  # fits a 2-minute budget
     assert not job_queue().jobs()  # nothing started yet
+    from resnet_viz.presets import FIG6_MIN_STEPS
+    assert steps < FIG6_MIN_STEPS and any("here they take about" in w.value for w in at.warning)  # the risk, said
     at.session_state["keep_preset_minutes"] = 4.0
     at.run()
     assert int(at.dataframe[0].value["steps"][0]) > 1.9 * steps  # twice the time, about twice the steps
+    assert int(at.dataframe[0].value["steps"][0]) >= FIG6_MIN_STEPS and not at.warning
 
 
 def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch):

@@ -1,0 +1,244 @@
+"""The app as a lecturer runs it: a real server, a real Chromium on the same machine, plan shown vs run got.
+
+    python -m benchmarks.live_app [--minutes 5] [--data DIR] [--fresh-speeds] [--watch-seconds 40] [--skip-watch]
+
+Starts `streamlit run app.py` on a fresh run store, drives Chromium (Debian's /usr/bin/chromium) through Home →
+Degradation → Start, waits, then The fix → Start (which should match Degradation's steps), and prints for each:
+the steps and estimate the Train page showed, the steps each run trained, and the wall time from the click to the
+last run's end (target: within ±10% of the estimate; every run's steps equal to the plan; all four nets equal).
+Then the cost of watching: a plain-56 run queued from the Custom run form, its steps per second (from status.json)
+with 0, 1 and 3 tabs on the Train page (targets: one tab costs at most 10%, three at most 20%).
+Data: --data, else the JPEG copy of CIFAR-10 in ../shared/data (unpacked once). --fresh-speeds moves this machine's
+step-time cache aside first, so the Train page measures, as on a new laptop (it is put back afterwards).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks.live_budget import data_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def start_server(runs: Path, data: str, port: int) -> subprocess.Popen:
+    env = dict(os.environ, RESNET_VIZ_RUNS=str(runs), RESNET_VIZ_DATA=data, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = open(runs.parent / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                             "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    sys.exit("streamlit did not start")
+
+
+def statuses(runs: Path) -> list[dict]:
+    out = []
+    for folder in sorted(runs.glob("*/")):
+        try:
+            status = json.loads((folder / "status.json").read_text())
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        out.append(dict(status, id=folder.name, name=config.get("name") or "", config=config))
+    return out
+
+
+def wait_for_runs(runs: Path, suffix: str, count: int, timeout: float) -> list[dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = [s for s in statuses(runs) if s["name"].endswith(suffix) and s.get("status") in
+                ("finished", "stopped", "diverged", "failed", "interrupted")]
+        if len(done) >= count:
+            return done
+        time.sleep(1.0)
+    sys.exit(f"runs of {suffix} did not finish within {timeout:.0f} s")
+
+
+def read_plan(pg) -> tuple[list[int], float, str]:
+    """The steps per net and the estimate the Train page shows."""
+    pg.wait_for_selector("text=Estimated total", timeout=600_000)
+    text = pg.locator("p", has_text="Estimated total").first.inner_text()
+    m = re.search(r"Estimated total: (?:(\d+) min )?(\d+) s", text)
+    seconds = 60 * int(m.group(1) or 0) + int(m.group(2))
+    steps = [int(s) for s in re.findall(r"runs of ([\d,]+) steps", text.replace(",", ""))]
+    return steps, seconds, text
+
+
+def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bool) -> dict:
+    if from_home:
+        pg.goto(url)
+        pg.get_by_role("button", name="Plan and train").first.wait_for(timeout=60_000)
+        buttons = pg.get_by_role("button", name="Plan and train")
+        index = {"degradation": 0, "fix": 1}[key]
+        t_click = time.time()
+        buttons.nth(index).click()
+    else:
+        t_click = time.time()
+        pg.get_by_text("The fix: ResNet-20 vs ResNet-56", exact=True).first.click()  # the experiment's pill
+    steps, estimate, text = read_plan(pg)
+    shown_after = time.time() - t_click
+    box = pg.get_by_label("Minutes for the whole experiment")
+    if minutes and from_home and float(box.input_value()) != minutes:  # the lecturer types the minutes in
+        box.fill(str(minutes))
+        box.press("Enter")
+        pg.wait_for_function("(t) => !document.body.innerText.includes(t)", arg=text.split("—")[0], timeout=600_000)
+        steps, estimate, text = read_plan(pg)
+    print(f"  {key}: {text}", flush=True)
+    t0 = time.time()
+    pg.get_by_role("button", name="Start").click()
+    done = wait_for_runs(runs, f"· {key}", 2, timeout=max(900, 4 * estimate))
+    wall = max(s["updated"] for s in done) - t0
+    return {"preset": key, "plan_steps": steps[0] if steps else None, "estimate": estimate, "wall": wall,
+            "plan_shown_after": shown_after, "matched": "matching" in text,
+            "runs": [(s["name"].split(" · ")[0], s.get("step"), s.get("threads"), s.get("precision"),
+                      s["id"]) for s in done]}
+
+
+def final_errors(runs: Path) -> dict[str, float]:
+    from resnet_viz.store import RunStore
+    return {r.name.split(" · ")[0]: 100 * float(r.metrics["train_error"][-1]) for r in RunStore(runs).list()
+            if " · " in r.name}
+
+
+def steps_per_second(runs: Path, run_id: str, seconds: float) -> float:
+    """From the run's own saves (status.json: step and time, every few seconds)."""
+    path = runs / run_id / "status.json"
+    samples = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            s = json.loads(path.read_text())
+            if not samples or samples[-1][0] != s.get("step"):
+                samples.append((s.get("step"), s.get("updated")))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    if len(samples) < 3:
+        return float("nan")
+    (s0, t0), (s1, t1) = samples[1], samples[-1]  # the first sample's save may predate the window
+    return (s1 - s0) / max(1e-9, t1 - t0)
+
+
+def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[tuple[int, float]]:
+    """Plain-56 (and its twin) from the Custom run form; plain-56's pace with 0, 1 and 3 tabs watching the Train
+    page; then both are stopped."""
+    pg = browser.new_page(viewport={"width": 1400, "height": 900})
+    pg.goto(f"{url}/Train")
+    pg.get_by_text("Custom run").click()
+    pg.get_by_label("Depths (comma-separated)").fill("56")
+    pg.get_by_label("Depths (comma-separated)").press("Tab")
+    pg.get_by_label("Epochs").fill("2")
+    pg.get_by_role("button", name="Queue these runs").click()
+    confirm = pg.get_by_role("button", name=re.compile("Queue anyway"))
+    try:
+        confirm.wait_for(timeout=20_000)
+        confirm.click()
+    except Exception:
+        pass
+    deadline = time.time() + 120
+    run_id = None
+    while time.time() < deadline and run_id is None:
+        running = [s for s in statuses(runs) if s.get("status") == "running" and "plain-56" in s["id"]]
+        run_id = running[0]["id"] if running else None
+        time.sleep(1)
+    if run_id is None:
+        sys.exit("the watched run did not start")
+    time.sleep(15)  # past its first evaluation and warm-up
+    pg.goto("about:blank")
+    results = []
+    tabs = []
+    for watching in (0, 1, 3, 0):
+        while len(tabs) < watching:
+            tab = browser.new_page(viewport={"width": 1400, "height": 900})
+            tab.goto(f"{url}/Train")
+            tabs.append(tab)
+        while len(tabs) > watching:
+            tabs.pop().close()
+        time.sleep(3)
+        results.append((watching, steps_per_second(runs, run_id, watch_seconds)))
+    for tab in tabs:
+        tab.close()
+    pg.goto(f"{url}/Train")
+    for _ in range(2):
+        pg.get_by_role("button", name="Stop").first.click()
+        time.sleep(2)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=None, help="the Train page's budget (default: its default)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--fresh-speeds", action="store_true")
+    p.add_argument("--watch-seconds", type=float, default=40.0)
+    p.add_argument("--skip-watch", action="store_true")
+    p.add_argument("--port", type=int, default=8765)
+    args = p.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from resnet_viz.budget import speed_cache_file
+    from resnet_viz.data import load_cifar10
+    data = data_folder(args.data)
+    load_cifar10(data, download=False, progress=False)  # decoded and cached before any clock starts
+    cache = speed_cache_file()
+    aside = cache.with_suffix(".aside")
+    if args.fresh_speeds and cache.exists():
+        cache.rename(aside)
+    work = Path(tempfile.mkdtemp(prefix="live_app-"))
+    runs = work / "runs"
+    server = start_server(runs, data, args.port)
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} · {platform.processor() or platform.machine()} · "
+          f"{os.cpu_count()} cores · Chromium on the same machine · data {data}", flush=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            pg = browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.set_default_timeout(120_000)
+            results = [run_preset(pg, url, runs, "degradation", args.minutes, from_home=True)]
+            results.append(run_preset(pg, url, runs, "fix", args.minutes, from_home=False))
+            errors = final_errors(runs)
+            print("| preset | plan shown after | steps shown | steps run | threads | estimate | real | error |")
+            print("|---|---:|---:|---|---|---:|---:|---:|")
+            for r in results:
+                print(f"| {r['preset']}{' (matched)' if r['matched'] else ''} | {r['plan_shown_after']:.1f} s | "
+                      f"{r['plan_steps']} | {', '.join(f'{n} {s}' for n, s, *_ in r['runs'])} | "
+                      f"{', '.join(str(t) for _, _, t, *_ in r['runs'])} | {r['estimate']:.0f} s | {r['wall']:.0f} s "
+                      f"| {100 * (r['wall'] - r['estimate']) / r['estimate']:+.1f}% |", flush=True)
+            print("final training error (eval mode, 500 fixed training images): "
+                  + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(errors.items())), flush=True)
+            if not args.skip_watch:
+                pace = watching_cost(browser, url, runs, args.watch_seconds)
+                base = pace[0][1]
+                print("| tabs watching | plain-56 steps/s | vs none |\n|---:|---:|---:|")
+                for tabs, sps in pace:
+                    print(f"| {tabs} | {sps:.2f} | {100 * (sps / base - 1):+.0f}% |", flush=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        if args.fresh_speeds and aside.exists():
+            aside.replace(cache)
+
+
+if __name__ == "__main__":
+    main()
