@@ -73,6 +73,11 @@ def wait_for_runs(runs: Path, suffix: str, count: int, timeout: float) -> list[d
     sys.exit(f"runs of {suffix} did not finish within {timeout:.0f} s")
 
 
+def field(pg, label: str):
+    """A text or number input by its label (get_by_label also finds the label's help button)."""
+    return pg.locator(f'input[aria-label="{label}"]').first
+
+
 def read_plan(pg) -> tuple[list[int], float, str]:
     """The steps per net and the estimate the Train page shows."""
     pg.wait_for_selector("text=Estimated total", timeout=600_000)
@@ -96,7 +101,7 @@ def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bo
         pg.get_by_text("The fix: ResNet-20 vs ResNet-56", exact=True).first.click()  # the experiment's pill
     steps, estimate, text = read_plan(pg)
     shown_after = time.time() - t_click
-    box = pg.get_by_label("Minutes for the whole experiment")
+    box = field(pg, "Minutes for the whole experiment")
     if minutes and from_home and float(box.input_value()) != minutes:  # the lecturer types the minutes in
         box.fill(str(minutes))
         box.press("Enter")
@@ -144,9 +149,9 @@ def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[t
     pg = browser.new_page(viewport={"width": 1400, "height": 900})
     pg.goto(f"{url}/Train")
     pg.get_by_text("Custom run").click()
-    pg.get_by_label("Depths (comma-separated)").fill("56")
-    pg.get_by_label("Depths (comma-separated)").press("Tab")
-    pg.get_by_label("Epochs").fill("2")
+    field(pg, "Depths (comma-separated)").fill("56")
+    field(pg, "Depths (comma-separated)").press("Tab")
+    field(pg, "Epochs").fill("2")
     pg.get_by_role("button", name="Queue these runs").click()
     confirm = pg.get_by_role("button", name=re.compile("Queue anyway"))
     try:

@@ -41,7 +41,7 @@ def trained_by_preset(queue) -> list[tuple[str | None, int | None]]:
     """(run name, planned steps) of the queue's jobs and the store's runs, newest first: what a plan can match."""
     jobs = [(j.config.name, j.config.train.max_steps) for j in reversed(queue.jobs()) if j.state != "cancelled"]
     try:
-        runs = [(r.name, r.config.train.max_steps) for r in reversed(ui.list_runs(with_metrics=False))
+        runs = [(r.name, r.config.train.max_steps) for r in ui.list_runs(with_metrics=False)  # newest first
                 if r.state in ("finished", "running", "stopped")]
     except ResnetVizError:
         runs = []
