@@ -157,12 +157,13 @@ def unpack(store: RunStore, source: str | Path | BinaryIO, rename_clashes: bool 
                 raise PackError(f"{label} is too large to unpack: {name!r} would be {info.file_size:,} bytes, more "
                                 f"than a run of its config can need ({caps[name]:,}).")
         needed = sum(min(info.file_size, caps[name]) for name, info in members.items())  # zipfile stops at either
-        _check_room(store, label, needed)
         try:
+            store.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.root))  # hidden: listings skip it
         except OSError as e:
             raise storage_error(e, store.root, f"the runs of {label}", needed) from e
         try:
+            _check_room(store, label, needed)
             room = [limits.total_bytes]  # what the files may still take, all together
             for name, info in members.items():
                 run = runs[name.split("/")[0]]
@@ -182,11 +183,7 @@ def unpack(store: RunStore, source: str | Path | BinaryIO, rename_clashes: bool 
 
 
 def _check_room(store: RunStore, label: str, needed: int) -> None:
-    try:
-        store.root.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(store.root).free
-    except OSError as e:
-        raise storage_error(e, store.root.parent, f"the run store {store.root.name}") from e
+    free = shutil.disk_usage(store.root).free
     if free < needed + (64 << 20):
         raise StorageError(f"The disk holding {store.root} has not enough free space for {label}: its runs take up "
                            f"to {human_bytes(needed)} and {human_bytes(free)} is free. Nothing was unpacked.")
