@@ -16,9 +16,10 @@ and byte range (and string metadata), then the tensors' bytes: its whole size is
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -113,15 +114,28 @@ def _whole(n) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints ----
-def checkpoint_layout(model_cfg: ModelConfig) -> tuple[dict, dict]:
-    """({name: (dtype, shape)} of the tensors a checkpoint must hold: the model's state_dict; and of those it may
-    hold besides: each parameter's momentum)."""
-    from .models import build_model
+@dataclass(frozen=True)
+class ModelSizes:
+    required: dict[str, tuple[str, tuple[int, ...]]]  # a checkpoint's tensors: the model's state_dict
+    momentum: dict[str, tuple[str, tuple[int, ...]]]  # those it may hold besides: each parameter's momentum
+    layers: int  # weight layers: the columns of the gradient norms
+    blocks: int  # residual blocks: the columns of the branch ratios
+
+
+def model_sizes(model_cfg: ModelConfig) -> ModelSizes:
+    return _model_sizes(tuple(sorted(asdict(model_cfg).items())))
+
+
+@functools.lru_cache(maxsize=16)  # a pack holds a few models, each asked about three times; depth 1202 takes ~1 s
+def _model_sizes(fields: tuple) -> ModelSizes:
+    from .analyses.probes import branch_ratio_names
+    from .models import build_model, weight_layers
     with torch.device("meta"):
-        model = build_model(model_cfg)
-    required = {k: (TORCH_DTYPES[v.dtype], tuple(v.shape)) for k, v in model.state_dict().items()}
-    momentum = {MOMENTUM + k: (TORCH_DTYPES[p.dtype], tuple(p.shape)) for k, p in model.named_parameters()}
-    return required, momentum
+        model = build_model(ModelConfig(**dict(fields)))
+    return ModelSizes(required={k: (TORCH_DTYPES[v.dtype], tuple(v.shape)) for k, v in model.state_dict().items()},
+                      momentum={MOMENTUM + k: (TORCH_DTYPES[p.dtype], tuple(p.shape))
+                                for k, p in model.named_parameters()},
+                      layers=len(weight_layers(model)), blocks=len(branch_ratio_names(model)))
 
 
 def max_train_images(tc: TrainConfig) -> int:
@@ -130,15 +144,15 @@ def max_train_images(tc: TrainConfig) -> int:
 
 def checkpoint_cap(config: RunConfig) -> int:
     """The most bytes the checkpoint of a run of this config can take."""
-    required, momentum = checkpoint_layout(config.model)
-    tensors = sum(_nbytes(dtype, shape) for dtype, shape in (*required.values(), *momentum.values()))
+    sizes = model_sizes(config.model)
+    tensors = sum(_nbytes(dtype, shape) for dtype, shape in (*sizes.required.values(), *sizes.momentum.values()))
     return 8 + HEADER_BYTES + tensors + GENERATOR_STATE_BYTES + 8 * max_train_images(config.train)
 
 
 def checkpoint_mismatch(header: Header, config: RunConfig) -> str | None:
     """None when the header declares a checkpoint of this config's model (and training state for it); otherwise
     the first tensor that does not fit, or is missing."""
-    required, momentum = checkpoint_layout(config.model)
+    required, momentum = model_sizes(config.model).required, model_sizes(config.model).momentum
     for name, (dtype, shape) in header.tensors.items():
         if name in required or name in momentum:
             if (dtype, shape) != (required.get(name) or momentum[name]):
@@ -169,14 +183,10 @@ def max_steps(tc: TrainConfig) -> int:
 
 def metrics_cap(config: RunConfig) -> int:
     """The most bytes the curves of a run of this config can take."""
-    from .analyses.probes import branch_ratio_names
-    from .models import build_model, weight_layers
-    with torch.device("meta"):
-        model = build_model(config.model)
-    tc = config.train
+    tc, sizes = config.train, model_sizes(config.model)
     steps = max_steps(tc)
-    layers = len(weight_layers(model))
-    blocks = len(branch_ratio_names(model)) if tc.branch_ratio_every else 0
+    layers = sizes.layers
+    blocks = sizes.blocks if tc.branch_ratio_every else 0
     grad_rows = -(-steps // tc.grad_norm_every)
     probe_rows = -(-steps // tc.branch_ratio_every) if blocks else 0
     numbers = (PER_STEP_ARRAYS * steps + grad_rows * (1 + layers) + probe_rows * (1 + blocks)
