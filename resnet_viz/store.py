@@ -400,7 +400,11 @@ class RunStore:
             raise RunStoreError(f"There is no run {run_id!r} in {self.root}.")
         # Rename first so a reader never sees a half-deleted run, then remove.
         trash = path.with_name(f".deleted-{path.name}-{uuid.uuid4().hex[:6]}")
-        os.replace(path, trash)
+        try:
+            os.replace(path, trash)
+        except OSError as e:  # a read-only store: the run stays whole
+            raise RunStoreError(f"Run {run_id} cannot be deleted: {self.root} cannot be written to "
+                                f"({e.strerror or e}).") from e
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- export ---------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from disk_faults import NO_SPACE, FullDisk
 from resnet_viz import budget, cli, store as store_module, trainer as trainer_module
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.data import load_cifar10
-from resnet_viz.errors import StorageError
+from resnet_viz.errors import RunStoreError, StorageError
 from resnet_viz.extend import extend_run
 from resnet_viz.files import storage_error
 from resnet_viz.store import RunStore
@@ -212,3 +212,16 @@ def test_caches_that_cannot_be_written_are_skipped_with_a_warning(tmp_path, monk
     with pytest.warns(UserWarning, match="The decoded images .* could not be cached"):
         load_cifar10(write_image_folder(tmp_path / "more", n_train_per_class=2, n_test_per_class=1),
                      download=False, progress=False)
+
+
+def test_deleting_from_a_read_only_store_is_a_sentence(trained_store, monkeypatch):
+    store = RunStore(trained_store)
+    run_id = store.list()[0].id
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(store_module.os, "replace", read_only)
+    with pytest.raises(RunStoreError, match=f"Run {run_id} cannot be deleted: .* cannot be written to \\(Read-only"):
+        store.delete(run_id)
+    monkeypatch.undo()
+    assert store.get(run_id).has_checkpoint
