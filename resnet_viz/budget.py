@@ -14,6 +14,7 @@ import os
 import platform
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -104,13 +105,15 @@ def _load_cache() -> dict:
 
 def _save_cache(cache: dict) -> None:
     path = speed_cache_file()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
         os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home only costs a re-measurement next time
+    except OSError as e:  # a read-only home or a full disk only costs a re-measurement next time
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"The measured step times could not be cached in {path.parent} ({e.strerror or e}); the "
+                      f"next plan measures again.", stacklevel=2)
 
 
 def _remember(key: str, speed: Speed) -> None:

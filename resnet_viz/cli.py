@@ -312,10 +312,16 @@ def cmd_export(args) -> int:
     if not path.parent.is_dir():
         raise ResnetVizError(f"Cannot write {path}: the folder {path.parent} does not exist. Create it first or "
                              f"choose another place.")
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise ResnetVizError(f"Cannot write {path}: {e.strerror or e}.") from e
+    from .files import atomic_write_text, storage_error
+    what = f"the export {path.name}"
+    if path.exists() and not path.is_file():  # /dev/stdout, a named pipe: written into, never replaced
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise storage_error(e, path.parent, what, len(text.encode())) from e
+        return 0
+    # Whole or not at all: a full disk must not leave half a CSV, nor cost the file an earlier export wrote there.
+    atomic_write_text(path, text, what=what)
     return 0
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -234,14 +235,23 @@ def _labels_ok(labels: torch.Tensor) -> bool:
 
 
 def _save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write the decoded images beside the others; a cache that cannot be written (a full disk, a read-only home)
+    is skipped with a warning: it only costs decoding again next time."""
     from safetensors.torch import save_file
+
+    from .files import human_bytes, os_error_of
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one, never half
-    except OSError:
-        pass  # an unwritable cache folder only costs speed next time
+    except Exception as e:  # safetensors reports a full disk as a SafetensorError, not an OSError
+        cause = os_error_of(e)
+        if cause is None:
+            raise
+        size = sum(t.nbytes for t in tensors.values())
+        warnings.warn(f"The decoded images ({human_bytes(size)}) could not be cached in {path.parent} "
+                      f"({cause.strerror or cause}); the next start decodes them again.", stacklevel=2)
     finally:
         tmp.unlink(missing_ok=True)
 

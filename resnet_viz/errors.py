@@ -23,3 +23,9 @@ class RunStoreError(ResnetVizError, RuntimeError):
 
 class PackError(ResnetVizError, ValueError):
     """A lecture pack that cannot be made, or a file that is not a usable lecture pack."""
+
+
+class StorageError(RunStoreError, OSError):
+    """A file that could not be saved: a full disk, a read-only folder. Its message says which folder and, where it
+    is known, how much room the file needed; the file it would have replaced is left as it was. It is also an
+    OSError, so code that already copes with a failed write (a heartbeat, a best-effort cache) still does."""

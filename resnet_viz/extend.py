@@ -36,6 +36,7 @@ from .checkpoint import SavedTraining, read_checkpoint
 from .config import RunConfig
 from .data import Cifar10Tensors, load_cifar10
 from .errors import ConfigError, RunStoreError
+from .files import storage_error
 from .metric_log import MetricArrays
 from .store import Run, RunStore, RunWriter, _pid_alive, atomic_write_bytes, atomic_write_json
 from .schedule import StepPlan, lr_at
@@ -214,13 +215,21 @@ def extend_run(store: RunStore, run_id: str, epochs: float, data: Cifar10Tensors
 
 
 def _put_back(path: Path, before: dict[str, bytes], message: str) -> None:
-    for name, content in before.items():
-        if name == "status.json":
-            status = json.loads(content)
-            status["message"] = message
-            atomic_write_json(path / name, status)
-        else:
-            atomic_write_bytes(path / name, content)
+    """Restore the run's files as they were before the extension, each as far as it can be written: a full disk
+    must not hide the error that ended the extension. A file that cannot be put back keeps the extension's last
+    save, which is a readable run too (its checkpoint is still the one from before)."""
+    for name in ("metrics.safetensors", "config.json", "status.json"):  # the shorter curves first: they free room
+        if name not in before:
+            continue
+        try:
+            if name == "status.json":
+                status = json.loads(before[name])
+                status["message"] = message
+                atomic_write_json(path / name, status)
+            else:
+                atomic_write_bytes(path / name, before[name])
+        except OSError:  # a StorageError too
+            pass
     if "metrics.safetensors" not in before:
         (path / "metrics.safetensors").unlink(missing_ok=True)
 
@@ -230,6 +239,7 @@ def _claim(path: Path):
     """Hold the run's lock file while extending it, so two processes never extend one run at once. A lock left by
     a process that died is taken over."""
     lock = path / LOCK_FILE
+    holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}).encode()
     for attempt in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -238,9 +248,15 @@ def _claim(path: Path):
             if attempt or _lock_holder_alive(lock):
                 raise RunStoreError(f"Run {path.name} is being extended by another process right now.") from None
             lock.unlink(missing_ok=True)
+        except OSError as e:  # a read-only folder; nothing was changed
+            raise storage_error(e, path, f"the lock that marks run {path.name} as being extended") from e
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(holder)
+        except OSError as e:  # a full disk; nothing of the run was changed yet
+            raise storage_error(e, path, f"the lock that marks run {path.name} as being extended",
+                                len(holder)) from e
         yield
     finally:
         lock.unlink(missing_ok=True)

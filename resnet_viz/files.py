@@ -1,53 +1,123 @@
 """Files that are never seen half-written, and JSON that strict parsers accept.
 
 Every write goes to a temporary file in the same directory and is renamed over the old one, so a reader (or a crash)
-never sees half a file."""
+never sees half a file. A write that fails — a full disk, a read-only folder — leaves the old file as it was and
+raises StorageError with one sentence naming the folder and, where known, the room the file needed."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .errors import StorageError
+
 PER_STEP_KEYS = ("loss", "batch_error", "lr")
 PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _atomic_write(path: Path, write, what: str | None = None, size: int | None = None) -> None:
+    """Write `path` by `write(temporary path)` and a rename. `what` names the file in a failure's message ("the
+    checkpoint of run X"); `size` is the bytes it needs, when known."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = os_error_of(e)
+        if cause is None:
+            raise
+        raise storage_error(cause, path.parent, what or path.name, size, kept=path.exists()) from e
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_write(path, write)
+def os_error_of(e: BaseException) -> OSError | None:
+    """The operating system's error behind a failed write: `e` itself, or the one a SafetensorError names in its
+    text (safetensors writes in Rust and reports "I/O error: No space left on device (os error 28)"). None for
+    anything else, and for a StorageError, which already says what happened."""
+    if isinstance(e, StorageError):
+        return None
+    if isinstance(e, OSError):
+        return e
+    if type(e).__name__ == "SafetensorError":
+        found = re.search(r"(?:I/O error: )?([^:]*?) \(os error (\d+)\)", str(e))
+        if found:
+            return OSError(int(found.group(2)), found.group(1).strip())
+    return None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def storage_error(cause: OSError, folder: Path, what: str, size: int | None = None,
+                  kept: bool = False) -> StorageError:
+    """One sentence for a write into `folder` that failed with `cause`: which folder, why, and how much room `what`
+    needed when `size` is known."""
+    reason = cause.strerror or str(cause)
+    if cause.errno in DISK_FULL:
+        free = _free_bytes(folder)
+        room = ", ".join(part for part in (f"it needs about {human_bytes(size)}" if size else "",
+                                           f"{human_bytes(free)} is free there" if free is not None else "") if part)
+        message = (f"The disk holding {folder} is full: {what} could not be saved"
+                   + (f" ({room})" if room else "") + ("; the copy saved before is kept" if kept else "")
+                   + ". Free some space or choose a folder on another disk, then try again.")
+    elif cause.errno in NOT_WRITABLE:
+        message = (f"{_capital(what)} could not be saved: {folder} cannot be written to ({reason})"
+                   + ("; the copy saved before is kept" if kept else "") + ".")
+    else:
+        message = f"{_capital(what)} could not be saved in {folder} ({reason})."
+    error = StorageError(message)
+    error.errno = cause.errno
+    return error
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("GB", 2 ** 30), ("MB", 2 ** 20), ("kB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def atomic_write_text(path: Path, text: str, what: str | None = None) -> None:
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, data, what)
+
+
+def atomic_write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
     def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    _atomic_write(path, write)
+    _atomic_write(path, write, what, len(data))
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
+def atomic_write_json(path: Path, obj, what: str | None = None) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default), what)
 
 
 def _json_default(o):

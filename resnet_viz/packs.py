@@ -6,12 +6,16 @@
     <run id>/metrics.safetensors    when the run has curves
     <run id>/checkpoint.safetensors when it has weights
 
-Unpacking trusts nothing in the file. Member names must be exactly these (no absolute paths, no "..", no links, no
-other files); every file is size-capped as it is decompressed (zip bombs), and the pack as a whole too; the JSON
-files must have the store's shape and a valid config; the safetensors files must parse (safetensors holds raw
-tensors, never pickles) and the checkpoint must fit the model its config builds. All of it is checked in a hidden
-staging folder inside the run store before any run is moved in, each with one rename, and an existing run is never
-overwritten: a clash is skipped, or with `rename_clashes` the incoming run gets a new id.
+Unpacking trusts nothing in the file, least of all the sizes it declares. Member names must be exactly these (no
+absolute paths, no "..", no links, no other files). Each run's config.json and status.json are read first (capped,
+in memory) and must have the store's shape and a valid config, which says how large the run's other files can be
+(resnet_viz.run_sizes): a member the zip says is larger is refused before anything is written. A safetensors
+member's header is read and checked before its data — a checkpoint must be exactly its model's tensors and training
+state, curves no longer than its steps — and then exactly the bytes that header declares are extracted, never
+more, whatever the zip says (zip bombs). The pack as a whole is capped too, and must fit the disk's free space.
+Everything is checked in a hidden staging folder inside the run store before any run is moved in, each with one
+rename, and an existing run is never overwritten: a clash is skipped, or with `rename_clashes` the incoming run
+gets a new id. A disk that fills while unpacking is a StorageError, and nothing is added.
 """
 from __future__ import annotations
 
@@ -30,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .checkpoint import EPOCH_PERM, GENERATOR, MOMENTUM
-from .errors import ConfigError, PackError, RunStoreError
-from .store import RUN_FILES, RUN_ID_RE, STATUSES, TRAINING_STATE_PREFIX, RunStore
+from .config import RunConfig
+from .errors import ConfigError, PackError, RunStoreError, StorageError
+from .files import DISK_FULL, NOT_WRITABLE, atomic_write_json, human_bytes, storage_error
+from .run_checks import check_meta, check_status
+from .run_sizes import checkpoint_cap, checkpoint_mismatch, metrics_cap, metrics_mismatch, read_header
+from .store import RUN_FILES, RUN_ID_RE, STATUSES, RunStore
 
 FORMAT = "resnet_viz.pack"
 VERSION = 1
@@ -46,8 +53,8 @@ UNNAMED = "This file"  # how messages name a pack given as bytes without a name
 class PackLimits:
     """Caps on what unpacking accepts, in bytes once decompressed."""
     runs: int = 1000
-    json_bytes: int = 1 << 20  # a config or status is a few kB
-    tensor_file_bytes: int = 4 << 30  # ResNet-152 weights and momentum: ~0.5 GB; a ResNet-1202's curves: ~0.3 GB
+    json_bytes: int = 256 << 10  # a config or status is a few kB (a run extended a hundred times: ~50 kB)
+    tensor_file_bytes: int = 4 << 30  # a ceiling for any run; each run's own caps follow from its config (run_sizes)
     total_bytes: int = 32 << 30
 
 
@@ -89,13 +96,21 @@ def pack_runs(store: RunStore, run_ids: list[str], path: str | Path) -> list[str
         raise PackError(f"{path} is a folder; name the .zip file to write.")
     if not path.parent.is_dir():
         raise PackError(f"There is no folder {path.parent} to write {path.name} into.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    what = f"the lecture pack {path.name}"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise storage_error(e, path.parent, what) from e
     try:
         with os.fdopen(fd, "wb") as f:
             ids = write_pack(store, run_ids, f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            needed = sum(p.stat().st_size for run_id in dict.fromkeys(run_ids)
+                         for p in store.get(run_id).path.iterdir() if p.name in RUN_FILES)
+            raise storage_error(e, path.parent, what, needed, kept=path.exists()) from e
         raise
     return ids
 
@@ -107,10 +122,19 @@ def pack_bytes(store: RunStore, run_ids: list[str]) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------- unpacking ----
+@dataclass
+class _Incoming:
+    """A run in a pack, its config.json and status.json checked: the most bytes each of its tensor files may take."""
+    id: str
+    where: str  # how messages name it
+    config: RunConfig
+    caps: dict[str, int]
+
+
 def unpack(store: RunStore, source: str | Path | BinaryIO, rename_clashes: bool = False,
            limits: PackLimits = PackLimits()) -> Unpacked:
     """Check a lecture pack and add its runs to the store. Raises PackError, in one sentence, for anything wrong
-    with the file; then nothing is added."""
+    with the file (then nothing is added), and StorageError when the store's disk fills or refuses the files."""
     label = Path(source).name if isinstance(source, (str, Path)) else getattr(source, "name", None) or UNNAMED
     try:
         archive = zipfile.ZipFile(source)
@@ -123,21 +147,46 @@ def unpack(store: RunStore, source: str | Path | BinaryIO, rename_clashes: bool 
         if MANIFEST not in members:
             raise PackError(f"{label} is not a resnet_viz lecture pack (it has no {MANIFEST}).")
         run_ids = _check_manifest(_read_json(archive, members.pop(MANIFEST), label, limits), members, label)
-        store.root.mkdir(parents=True, exist_ok=True)
-        needed = sum(info.file_size for info in members.values())
-        if shutil.disk_usage(store.root).free < needed + (64 << 20):
-            raise PackError(f"The run store's disk has not enough free space for {label} "
-                            f"({needed / 2 ** 20:,.0f} MB unpacked).")
-        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.root))  # hidden: listings skip it
+        # Every run's config first: it says how large the run's other files can be, before any of them is opened.
+        runs = {run_id: _check_json(archive, members, run_id, label, limits) for run_id in run_ids}
+        caps = {}
+        for name, info in members.items():
+            run_id, file = name.split("/")
+            caps[name] = min(runs[run_id].caps.get(file, limits.json_bytes), _cap(name, limits))
+            if info.file_size > caps[name]:
+                raise PackError(f"{label} is too large to unpack: {name!r} would be {info.file_size:,} bytes, more "
+                                f"than a run of its config can need ({caps[name]:,}).")
+        needed = sum(min(info.file_size, caps[name]) for name, info in members.items())  # zipfile stops at either
         try:
+            store.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=store.root))  # hidden: listings skip it
+        except OSError as e:
+            raise storage_error(e, store.root, f"the runs of {label}", needed) from e
+        try:
+            _check_room(store, label, needed)
             room = [limits.total_bytes]  # what the files may still take, all together
             for name, info in members.items():
-                _extract(archive, info, staging / name, label, limits, room)
+                run = runs[name.split("/")[0]]
+                if name.endswith(".safetensors"):
+                    _extract_safetensors(archive, info, staging / name, label, run, caps[name], limits, room)
+                else:
+                    _extract(archive, info, staging / name, label, limits, room)
             for run_id in run_ids:
-                _check_run(RunStore(staging), run_id, label)
+                _check_run(RunStore(staging), run_id, runs[run_id].where)
             return _move_in(store, staging, run_ids, rename_clashes)
+        except OSError as e:  # the store's disk filled, or refused a file: nothing was moved in
+            if e.errno not in DISK_FULL + NOT_WRITABLE or isinstance(e, StorageError):
+                raise
+            raise storage_error(e, store.root, f"the runs of {label}", needed) from e
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_room(store: RunStore, label: str, needed: int) -> None:
+    free = shutil.disk_usage(store.root).free
+    if free < needed + (64 << 20):
+        raise StorageError(f"The disk holding {store.root} has not enough free space for {label}: its runs take up "
+                           f"to {human_bytes(needed)} and {human_bytes(free)} is free. Nothing was unpacked.")
 
 
 def _check_members(archive: zipfile.ZipFile, label: str, limits: PackLimits) -> dict[str, zipfile.ZipInfo]:
@@ -197,7 +246,7 @@ def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limi
     _read_member(archive, info, label, limits.json_bytes, chunks.append)
     try:
         return json.loads(b"".join(chunks).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise PackError(f"{label} is damaged: {info.filename!r} is not valid JSON.") from None
 
 
@@ -210,6 +259,47 @@ def _extract(archive, info, dest: Path, label: str, limits: PackLimits, room: li
                 raise PackError(f"{label} is too large to unpack: over {limits.total_bytes:,} bytes in all.")
             out.write(chunk)
         _read_member(archive, info, label, _cap(info.filename, limits), write)
+
+
+def _extract_safetensors(archive, info, dest: Path, label: str, run: _Incoming, cap: int, limits: PackLimits,
+                         room: list[int]) -> None:
+    """Extract a safetensors member: its header first, checked against the run's config (a checkpoint must be its
+    model's tensors; curves no longer than its steps), then exactly the bytes the header declares — never more than
+    `cap`, whatever the zip says of the member's size."""
+    file = info.filename.split("/")[1]
+    damaged = f"{run.where} is damaged: its {file} is not a safetensors file"
+    try:
+        with archive.open(info) as src:
+            try:
+                header, head = read_header(src.read)
+            except ValueError as e:
+                raise PackError(f"{damaged} ({e}).") from None
+            if file == "checkpoint.safetensors" and (wrong := checkpoint_mismatch(header, run.config)):
+                raise PackError(f"{run.where} is damaged: its checkpoint does not fit the model its config "
+                                f"describes ({wrong}).")
+            if file == "metrics.safetensors" and (wrong := metrics_mismatch(header, run.config)):
+                raise PackError(f"{run.where} is damaged: its curves do not fit its config ({wrong}).")
+            if header.file_size > cap:
+                raise PackError(f"{label} is too large to unpack: {info.filename!r} declares {header.file_size:,} "
+                                f"bytes, more than a run of its config can need ({cap:,}).")
+            room[0] -= header.file_size
+            if room[0] < 0:
+                raise PackError(f"{label} is too large to unpack: over {limits.total_bytes:,} bytes in all.")
+            dest.parent.mkdir(exist_ok=True)
+            with open(dest, "xb") as out:
+                out.write(head)
+                left = header.data_bytes
+                while left:
+                    chunk = src.read(min(left, CHUNK))
+                    if not chunk:
+                        raise PackError(f"{damaged} (it ends {left:,} bytes before the end its header declares).")
+                    out.write(chunk)
+                    left -= len(chunk)
+                if src.read(1):
+                    raise PackError(f"{label} is too large to unpack: {info.filename!r} goes on past the "
+                                    f"{header.file_size:,} bytes its header declares.")
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as e:
+        raise PackError(f"{label} is damaged: {info.filename!r} cannot be read ({e}).") from None
 
 
 def _check_manifest(manifest, members: dict, label: str) -> list[str]:
@@ -235,30 +325,41 @@ def _check_manifest(manifest, members: dict, label: str) -> list[str]:
     return run_ids
 
 
-def _check_run(staging: RunStore, run_id: str, label: str) -> None:
-    """The checks the store itself makes on reading a run, and more: its id, a valid config, finished training,
-    safetensors files that parse, a checkpoint that fits the model."""
+def _check_json(archive, members: dict, run_id: str, label: str, limits: PackLimits) -> _Incoming:
+    """A run's config.json and status.json, read (capped) and checked as the store checks them, and more: its id,
+    a valid config, finished training. Nothing is written."""
     where = f"Run {run_id} in {label if label != UNNAMED else 'this file'}"
-    path = staging.root / run_id
-    try:
-        meta, status = (json.loads((path / name).read_text(encoding="utf-8")) for name in JSON_FILES)
-    except (UnicodeDecodeError, ValueError):
-        raise PackError(f"{where} is damaged: its config.json or status.json is not valid JSON.") from None
+    meta, status = (_read_json(archive, members[f"{run_id}/{name}"], label, limits) for name in JSON_FILES)
     if not isinstance(meta, dict) or meta.get("id") != run_id or not isinstance(meta.get("name", ""), str) \
             or not isinstance(meta.get("created", 0), (int, float)):
         raise PackError(f"{where} is damaged: its config.json does not have a run's shape.")
     if not isinstance(status, dict) or status.get("status") not in STATUSES or status["status"] == "running" \
             or not isinstance(status.get("step", 0), int):
         raise PackError(f"{where} is damaged: its status.json does not say how its training ended.")
+    try:  # the store's own checks (run_checks), and a config that parses
+        check_meta(meta)
+        check_status(status)
+        config = RunConfig.from_dict(meta["config"])
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise PackError(f"{where} is damaged: its config or status cannot be read ({e}).") from None
     try:
-        run = staging.get(run_id)  # the store's own checks
-        run.config.validate()
+        config.validate()
     except ConfigError as e:
         raise PackError(f"{where} has a config that cannot be used: {e}") from None
-    except RunStoreError as e:  # the store's reader says what is wrong: a depth that is not 6n+2, a wrong type …
-        raise PackError(f"{where} is damaged: {e}") from None
     except Exception:  # values of the wrong types, and the like
         raise PackError(f"{where} is damaged: its config.json does not have a run's shape.") from None
+    return _Incoming(run_id, where, config, {"checkpoint.safetensors": checkpoint_cap(config),
+                                             "metrics.safetensors": metrics_cap(config)})
+
+
+def _check_run(staging: RunStore, run_id: str, where: str) -> None:
+    """Once extracted: the run reads as the store reads it, and its safetensors files parse (safetensors holds raw
+    tensors, never pickles)."""
+    from safetensors import safe_open
+    try:
+        run = staging.get(run_id)
+    except RunStoreError as e:  # the store's reader says what is wrong
+        raise PackError(f"{where} is damaged: {e}") from None
     try:
         metrics = run.metrics
     except RunStoreError:
@@ -266,27 +367,11 @@ def _check_run(staging: RunStore, run_id: str, label: str) -> None:
     if metrics and (metrics.get("loss") is None or metrics["loss"].ndim != 1):
         raise PackError(f"{where} is damaged: its metrics have no per-step loss.")
     if run.has_checkpoint:
-        _check_checkpoint(run, where)
-
-
-def _check_checkpoint(run, where: str) -> None:
-    """The checkpoint's header parses, and its tensors are the model's (and training state for its parameters)."""
-    from safetensors import safe_open
-
-    from .models import build_model
-    model = build_model(run.config.model)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    expected.update({MOMENTUM + k: tuple(p.shape) for k, p in model.named_parameters()})
-    try:
-        with safe_open(str(run.path / "checkpoint.safetensors"), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception:
-        raise PackError(f"{where} is damaged: its checkpoint.safetensors is not a safetensors file.") from None
-    model_keys = {k for k in shapes if not k.startswith(TRAINING_STATE_PREFIX)}
-    wrong = [k for k, shape in shapes.items() if k not in (GENERATOR, EPOCH_PERM) and expected.get(k) != shape]
-    if model_keys != set(model.state_dict()) or wrong:
-        raise PackError(f"{where} is damaged: its checkpoint does not fit the model its config describes"
-                        f"{f' ({wrong[0]})' if wrong else ''}.")
+        try:
+            with safe_open(str(run.path / "checkpoint.safetensors"), framework="pt") as f:
+                f.keys()
+        except Exception:
+            raise PackError(f"{where} is damaged: its checkpoint.safetensors is not a safetensors file.") from None
 
 
 def _move_in(store: RunStore, staging: Path, run_ids: list[str], rename_clashes: bool) -> Unpacked:
@@ -300,7 +385,7 @@ def _move_in(store: RunStore, staging: Path, run_ids: list[str], rename_clashes:
             target = f"{run_id[:100]}-copy-{uuid.uuid4().hex[:6]}"
             meta_path = staging / run_id / "config.json"
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            meta_path.write_text(json.dumps(dict(meta, id=target), indent=2), encoding="utf-8")
+            atomic_write_json(meta_path, dict(meta, id=target), what=f"the config of run {target}")
         try:
             os.rename(staging / run_id, store.root / target)  # fails rather than replace a run's folder
         except OSError:

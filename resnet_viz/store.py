@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .errors import ResnetVizError, RunStoreError
-from .files import (PER_EVAL_KEYS, PER_STEP_KEYS, _atomic_write, atomic_write_bytes,  # noqa: F401 (re-exported)
-                    atomic_write_json, atomic_write_text, metrics_to_csv, strict_json)
+from .errors import ResnetVizError, RunStoreError, StorageError
+from .files import (DISK_FULL, PER_EVAL_KEYS, PER_STEP_KEYS, _atomic_write,  # noqa: F401 (re-exported)
+                    atomic_write_bytes, atomic_write_json, atomic_write_text, metrics_to_csv, strict_json)
 from .run_checks import STATUSES, check_meta, check_metrics, check_status, names_from_metadata
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -183,17 +183,19 @@ class RunWriter:
         self._beating: threading.Event | None = None  # set = stop the heartbeat thread
 
     def set_status(self, status: str, **extra) -> None:
+        """Record the run's state. Raises StorageError when status.json cannot be written (the status kept in memory
+        is updated all the same, and a run that is no longer running stops its heartbeat either way)."""
         assert status in STATUSES, status
+        if status != "running":
+            self._stop_heartbeat()
         with self._lock:
             self._status.update(extra)
             now = time.time()
             self._status.update(status=status, pid=os.getpid(), host=socket.gethostname(), updated=now,
                                 heartbeat=now)
-            atomic_write_json(self.path / "status.json", self._status)
+            atomic_write_json(self.path / "status.json", self._status, what=f"the status of run {self.id}")
         if status == "running":
             self._start_heartbeat()
-        else:
-            self._stop_heartbeat()
 
     def _start_heartbeat(self) -> None:
         if self._beating is not None:
@@ -214,8 +216,10 @@ class RunWriter:
                 self._status["heartbeat"] = time.time()
                 try:
                     atomic_write_json(self.path / "status.json", self._status)
-                except OSError:  # the run was deleted or its disk went away: nothing left to keep alive
-                    return
+                except OSError as e:  # a StorageError too
+                    if e.errno in DISK_FULL:  # the trainer's next save says so; beat again should room appear
+                        continue
+                    return  # the run was deleted or its disk went away: nothing left to keep alive
 
     def heartbeat(self, **extra) -> None:
         self.set_status(self._status.get("status", "running"), **extra)
@@ -227,7 +231,8 @@ class RunWriter:
         metadata = {"layer_names": json.dumps(layer_names)}
         if branch_names:
             metadata["branch_names"] = json.dumps(branch_names)
-        _atomic_write(self.path / "metrics.safetensors", lambda tmp: save_file(arrays, tmp, metadata=metadata))
+        _atomic_write(self.path / "metrics.safetensors", lambda tmp: save_file(arrays, tmp, metadata=metadata),
+                      what=f"the curves of run {self.id}", size=_safetensors_size(arrays.values(), metadata))
 
     def write_checkpoint(self, model, training_state: dict | None = None, metadata: dict[str, str] | None = None
                          ) -> None:
@@ -239,12 +244,19 @@ class RunWriter:
             assert key.startswith(TRAINING_STATE_PREFIX), key
             state[key] = tensor.detach().to("cpu").contiguous()
         config = (self.path / "config.json").read_text(encoding="utf-8")
-        _atomic_write(self.path / "checkpoint.safetensors",
-                      lambda tmp: save_file(state, tmp, metadata={**(metadata or {}), "config": config}))
+        metadata = {**(metadata or {}), "config": config}
+        _atomic_write(self.path / "checkpoint.safetensors", lambda tmp: save_file(state, tmp, metadata=metadata),
+                      what=f"the weights of run {self.id}", size=_safetensors_size(state.values(), metadata))
 
     def write_config(self, meta: dict) -> None:
         """Replace config.json: {"id", "name", "created", "config", …} as RunStore.create wrote it."""
-        atomic_write_json(self.path / "config.json", meta)
+        atomic_write_json(self.path / "config.json", meta, what=f"the config of run {self.id}")
+
+
+def _safetensors_size(tensors, metadata: dict[str, str]) -> int:
+    """About the bytes a safetensors file of these tensors takes: their data, and a header that names each one."""
+    data = sum(t.nbytes for t in tensors)
+    return data + 8 + 128 * len(tensors) + sum(len(k) + len(v) for k, v in metadata.items())
 
 
 class RunStore:
@@ -276,10 +288,15 @@ class RunStore:
             self.root.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             atomic_write_json(path / "config.json",
-                              {"id": run_id, "name": name, "created": time.time(), "config": config.to_dict()})
+                              {"id": run_id, "name": name, "created": time.time(), "config": config.to_dict()},
+                              what=f"the new run {run_id}")
             writer = RunWriter(path, run_id)
             writer.set_status("running", step=0, started=time.time())
         except OSError as e:
+            if path.is_dir():  # half made: a folder without its files would be listed as a broken run
+                shutil.rmtree(path, ignore_errors=True)
+            if isinstance(e, StorageError):
+                raise
             raise RunStoreError(f"Cannot save a run in {self.root}: {e.strerror or e}.") from e
         return writer
 
@@ -383,7 +400,11 @@ class RunStore:
             raise RunStoreError(f"There is no run {run_id!r} in {self.root}.")
         # Rename first so a reader never sees a half-deleted run, then remove.
         trash = path.with_name(f".deleted-{path.name}-{uuid.uuid4().hex[:6]}")
-        os.replace(path, trash)
+        try:
+            os.replace(path, trash)
+        except OSError as e:  # a read-only store: the run stays whole
+            raise RunStoreError(f"Run {run_id} cannot be deleted: {self.root} cannot be written to "
+                                f"({e.strerror or e}).") from e
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- export ---------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
-from .errors import ConfigError
+from .errors import ConfigError, ResnetVizError
 from .evaluation import eval_divergence, evaluate
 from .schedule import StepPlan, lr_at  # noqa: F401 (lr_at: the schedule, importable from here as before)
 from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
@@ -152,14 +152,21 @@ class Trainer:
         try:
             return self._train(device, run_id)
         except KeyboardInterrupt:
-            if self.writer is not None:
-                self.writer.set_status("interrupted", message="Aborted from the keyboard; the metrics up to the "
-                                                              "last save are kept.")
+            self._record_end("interrupted", "Aborted from the keyboard; the metrics up to the last save are kept.")
             raise
         except BaseException as e:
-            if self.writer is not None:
-                self.writer.set_status("failed", message=f"{type(e).__name__}: {e}")
+            self._record_end("failed", str(e) if isinstance(e, ResnetVizError) else f"{type(e).__name__}: {e}")
             raise
+
+    def _record_end(self, status: str, message: str) -> None:
+        """Say in status.json how the run ended, if it can still be written. On a full disk it may not be: the
+        files of the last save stay as they were, and a reader shows them as an interrupted run."""
+        if self.writer is None:
+            return
+        try:
+            self.writer.set_status(status, message=message)
+        except OSError:  # a StorageError too: the error being raised already says what went wrong
+            pass
 
     def _prepare_data(self, device: torch.device):
         """The training images and labels on the device, and the two fixed evaluation sets {"train", "test"}."""

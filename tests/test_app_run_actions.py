@@ -69,6 +69,37 @@ def test_import_box_explains_a_bad_file(data_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_import_box_refuses_a_pack_that_inflates_and_says_when_the_disk_is_full(pack, data_dir, tmp_path,
+                                                                                 monkeypatch):
+    import io
+    import zipfile
+
+    from disk_faults import CountingFile
+    from resnet_viz import packs
+    runs = tmp_path / "runs"
+    at = page(runs, data_dir, monkeypatch).run()
+    buf = io.BytesIO()  # the pack, its first checkpoint followed by 32 MB of zeros (a ~100 kB upload)
+    with zipfile.ZipFile(io.BytesIO(pack)) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) \
+            as dst:
+        bomb = next(n for n in src.namelist() if n.endswith("checkpoint.safetensors"))
+        for name in src.namelist():
+            with dst.open(name, "w") as member:
+                member.write(src.read(name))
+                if name == bomb:
+                    for _ in range(8):
+                        member.write(bytes(4 << 20))
+    import_file(at, "inflating.zip", buf.getvalue())
+    assert [e.value for e in at.error] and "inflating.zip is too large to unpack" in at.error[0].value
+    assert not runs.exists() or not any(runs.iterdir())
+
+    counts = {"bytes": 0, "fail_after": 0}
+    monkeypatch.setattr(packs, "open", lambda path, mode="r": CountingFile(open(path, mode), counts), raising=False)
+    import_file(at, "lecture.zip", pack)
+    assert [e.value for e in at.error] and at.error[0].value.startswith(f"The disk holding {runs} is full: the "
+                                                                        f"runs of lecture.zip could not be saved")
+    assert not any(runs.iterdir())
+
+
 def test_pack_download_and_train_further(pack, data_dir, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     at = page(runs, data_dir, monkeypatch).run()

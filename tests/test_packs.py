@@ -3,6 +3,7 @@ import io
 import json
 import os
 import pickle
+import re
 import stat
 import subprocess
 import sys
@@ -265,3 +266,136 @@ def test_cli_pack_and_unpack(source, tmp_path):
     assert "There is no file" in missing.stderr
     unknown = cli("--runs", str(source.root), "pack", "20250101-000000-nothing-abcdef", "-o", str(out), check_rc=2)
     assert "no run" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+# ------------------------------------------------------------------ packs that inflate, disks that fill (issue 19) ----
+@pytest.fixture
+def written(monkeypatch):
+    """The bytes unpacking writes through the files it opens: {"bytes": n}; set "fail_after" for a full disk."""
+    from disk_faults import CountingFile
+    from resnet_viz import packs
+    counts = {"bytes": 0}
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        return CountingFile(f, counts) if any(c in mode for c in "wxa") else f
+    monkeypatch.setattr(packs, "open", counting_open, raising=False)
+    return counts
+
+
+def inflating(pack: bytes, name: str, prefix: bytes, zeros: int) -> bytes:
+    """The pack with member `name` replaced by `prefix` and `zeros` zero bytes, deflated as they are written (about
+    1,000:1), its size declared honestly."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(pack)) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED,
+                                                                   compresslevel=9) as dst:
+        for info in src.infolist():
+            if info.filename != name:
+                dst.writestr(info.filename, src.read(info.filename))
+                continue
+            with dst.open(name, "w") as member:
+                member.write(prefix)
+                for _ in range(zeros >> 22):
+                    member.write(bytes(1 << 22))
+    return buf.getvalue()
+
+
+def safetensors_header(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """The first bytes of a safetensors file holding these (dtype, shape) tensors, in order."""
+    entries, offset = {}, 0
+    for key, (dtype, shape) in tensors.items():
+        size = int(np.prod(shape)) * {"F32": 4, "I64": 8, "U8": 1}[dtype]
+        entries[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(entries).encode()
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def test_a_pack_that_inflates_is_refused_before_it_is_written(good_pack, tmp_path, written):
+    """Issue 19's bomb, small: 32 MB of zeros in a checkpoint member of a run whose checkpoint takes ~10 kB (and may
+    take ~10 MB: its cap allows the data order of a million images). However the zip describes it, unpacking writes
+    nothing of the zeros: a declared size over the run's cap is refused, a lie about it is caught by the header or
+    by zipfile, and only the bytes the header declares are ever written."""
+    files = members(good_pack)
+    run_id = first_run(files)
+    name = f"{run_id}/checkpoint.safetensors"
+    checkpoint = files[name]
+    genuine = sum(len(content) for name, content in files.items() if name != MANIFEST)  # what a real pack writes
+    zeros = 32 << 20
+    honest = inflating(good_pack, name, checkpoint, zeros)
+    assert len(honest) < len(good_pack) + (1 << 20)  # a small file
+    first_weight = next(k for k in build_state(files, run_id) if k.endswith("weight"))
+    oversized = safetensors_header({first_weight: ("F32", [zeros // 4])})
+    cases = [
+        ("declared honestly", honest, "more than a run of its config can need"),
+        ("under the cap, past its header's end", inflating(good_pack, name, checkpoint, 1 << 22),
+         f"goes on past the {len(checkpoint):,} bytes its header declares"),
+        ("its size understated", understate_size(honest, name, len(checkpoint)), "damaged"),
+        ("zeros from the first byte", understate_size(inflating(good_pack, name, b"", zeros), name,
+                                                     len(checkpoint)), "not a safetensors file (its header is empty)"),
+        ("a header that declares them", understate_size(inflating(good_pack, name, oversized, zeros), name,
+                                                        len(checkpoint)), "does not fit the model"),
+    ]
+    for what, pack, words in cases:
+        written["bytes"] = 0
+        store = RunStore(tmp_path / what.replace(" ", "-"))
+        with pytest.raises(PackError, match=re.escape(words)):
+            unpack(store, io.BytesIO(pack))
+        print(f"{what}: {written['bytes']:,} bytes written")
+        assert written["bytes"] <= genuine, what
+        assert not store.root.exists() or list(store.root.iterdir()) == [], what
+    written["bytes"] = 0
+    unpack(RunStore(tmp_path / "the real one"), io.BytesIO(good_pack))
+    assert written["bytes"] == genuine
+
+
+def test_caps_follow_the_runs_config(source):
+    """A run's real files fit its caps with room to spare, and a larger model's caps are larger."""
+    from resnet_viz.run_sizes import checkpoint_cap, max_steps, metrics_cap
+    for run in source.list():
+        assert (run.path / "checkpoint.safetensors").stat().st_size < checkpoint_cap(run.config) < 20 << 20
+        assert (run.path / "metrics.safetensors").stat().st_size < metrics_cap(run.config) < 40 << 20
+        assert len(run.metrics["loss"]) <= max_steps(run.config.train)
+    small, large = (RunConfig(model=ModelConfig(depth=d)) for d in (20, 110))
+    assert checkpoint_cap(large) - checkpoint_cap(small) > 2 * 4 * (1.7e6 - 0.27e6)  # weights + momentum, float32
+    assert metrics_cap(large) > metrics_cap(small)
+
+
+def test_unpacking_onto_a_full_disk_adds_nothing(good_pack, tmp_path, written, monkeypatch):
+    from resnet_viz.errors import StorageError
+    store = RunStore(tmp_path / "full")
+    written["fail_after"] = 20_000  # the disk fills part of the way through the first run's files
+    with pytest.raises(StorageError) as caught:
+        unpack(store, io.BytesIO(good_pack))
+    message = str(caught.value)
+    assert f"The disk holding {store.root} is full" in message and "it needs about" in message, message
+    assert "\n" not in message and list(store.root.iterdir()) == []  # no run, no staging folder
+
+    written.pop("fail_after")
+    written["bytes"] = 0
+    from resnet_viz import packs
+    monkeypatch.setattr(packs.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1 << 20})())
+    with pytest.raises(StorageError, match="not enough free space") as caught:
+        unpack(store, io.BytesIO(good_pack))
+    assert written["bytes"] == 0 and list(store.root.iterdir()) == []
+
+
+def test_unpacking_into_a_read_only_folder(good_pack, unwritable_dir):
+    from resnet_viz.errors import StorageError
+    with pytest.raises(StorageError, match="cannot be written to") as caught:
+        unpack(RunStore(unwritable_dir), io.BytesIO(good_pack))
+    assert "\n" not in str(caught.value)
+
+
+def test_packing_onto_a_full_disk_keeps_the_earlier_pack(source, tmp_path, monkeypatch):
+    from disk_faults import CountingFile
+    from resnet_viz.errors import StorageError
+    out = tmp_path / "lecture.zip"
+    out.write_bytes(b"an earlier pack")
+    counts = {"bytes": 0, "fail_after": 10_000}
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: CountingFile(real_fdopen(fd, mode, *a, **k),
+                                                                                  counts))
+    with pytest.raises(StorageError, match="is full: the lecture pack lecture.zip could not be saved"):
+        pack_runs(source, [r.id for r in source.list()], out)
+    assert out.read_bytes() == b"an earlier pack" and [p.name for p in tmp_path.iterdir()] == ["lecture.zip"]
