@@ -10,13 +10,16 @@ gradient (`models.weight_layers`, in depth order). A run with the same seed and 
 numbers at step 0 (`tests/test_init_gradients.py` trains one step and compares).
 
 Speed. A pass costs what a training step costs: ~0.13 GMACs per image at depth 56, ×128 images, ×3 for the
-backward. Each (net, seed) is one job; jobs run in worker threads with one intra-op thread each, as many side by
-side as the other processes leave cores free (`threads.choose_threads`). On a busy machine that is one worker, one
-thread: several OpenMP threads there wait for each other at every layer and run several times slower. Results are
-kept in an in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a setting
-seen before answers at once and a shortcut change recomputes only the ResNet (the plain twin has no shortcuts).
-A setting whose first seed would take longer than `MAX_SECONDS`, or whose backward pass would not fit in memory,
-is refused with the reason (`check_feasible`) — on a 2-core CPU that is depth 1202.
+backward — on one core of the 2-core benchmark VM ~0.7 s, near the core's peak, so the only lever left is the cores.
+Each (net, seed) is one job; the jobs run side by side in worker threads (one per usable core, as memory allows),
+each with its own single intra-op thread, seed by seed, so the first seed's answer (both nets) comes first. One
+thread per pass holds up on a busy machine, where one pass's several OpenMP threads wait for each other at every
+layer (plain-56 and resnet-56, both cores: 0.8–0.9 s this way whatever the load; 0.7–2.5 s with two threads each
+in turn; benchmarks/README.md). Only a lone job gets the free cores as intra-op threads. Results are kept in an
+in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a setting seen before
+answers at once and a shortcut change recomputes only the ResNet (the plain twin has no shortcuts). A setting whose
+first seed would take longer than `MAX_SECONDS` on the machine when idle, or whose backward pass would not fit in
+memory, is refused with the reason (`check_feasible`) — on a 2-core CPU that is depth 1202.
 """
 from __future__ import annotations
 
@@ -85,12 +88,14 @@ def step0_batch(data: Cifar10Tensors, seed: int, batch_size: int = BATCH_SIZE,
     """The uint8 images (augmented) and labels of a run's first batch: `Trainer._train` with this seed, batch size
     and subset draws exactly these."""
     labels = data.train_labels
-    train_idx = stratified_subset(labels, subset, seed=seed) if subset else torch.arange(len(labels))
-    images, labels = data.train_images[train_idx], labels[train_idx]
+    train_idx = stratified_subset(labels, subset, seed=seed) if subset else None
+    n = len(labels) if train_idx is None else len(train_idx)
     generator = torch.Generator().manual_seed(seed)
-    batch = min(batch_size, len(labels))  # StepPlan.for_run
-    idx = torch.randperm(len(labels), generator=generator)[:batch]
-    return augment_batch(images[idx], generator), labels[idx]
+    batch = min(batch_size, n)  # StepPlan.for_run
+    idx = torch.randperm(n, generator=generator)[:batch]
+    if train_idx is not None:
+        idx = train_idx[idx]  # the trainer indexes its copy of the subset: the same images (no 150 MB copy here)
+    return augment_batch(data.train_images[idx], generator), labels[idx]
 
 
 def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -192,8 +197,8 @@ def check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 class Cost:
     gmacs: float  # forward multiply-adds of one net's pass over the batch, ×10⁹
     memory: int  # bytes for one pass (activations kept for the backward, weights, gradients)
-    seconds_first_seed: float  # estimate for both nets of one seed, with `workers` side by side
-    workers: int
+    seconds_first_seed: float  # estimate for both nets of one seed, side by side where `workers` allows
+    workers: int  # passes that may run side by side: one per usable core, as many as fit in memory
 
 
 _SIZES = _LRU(64)
@@ -221,13 +226,13 @@ def _cost(plain: ModelConfig, batch: int, device: torch.device) -> Cost:
     gmacs, memory = _size(plain, batch)
     free = available_memory(device)
     if device.type == "cpu":
-        fits = max(1, int(free * MEMORY_SHARE // max(1, memory))) if free else 2
-        workers = max(1, min(2, usable_cores(), fits))
+        fits = max(1, int(free * MEMORY_SHARE // max(1, memory))) if free else 1
+        workers = max(1, min(usable_cores(), fits))
         prior = PRIOR_CPU_SECONDS_PER_GMAC
     else:
         workers, prior = 1, PRIOR_ACCELERATOR_SECONDS_PER_GMAC
     pace = min(prior, _PACE.get(device.type, prior))
-    return Cost(gmacs, memory, gmacs * pace * 2 / workers, workers)
+    return Cost(gmacs, memory, gmacs * pace * 2 / min(2, workers), workers)
 
 
 def check_feasible(model: ModelConfig, batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu") -> Cost:
@@ -298,9 +303,10 @@ def init_gradients(model: ModelConfig, data: Cifar10Tensors, seeds: Sequence[int
     start = time.perf_counter()
     if todo:
         cost = check_feasible(model, batch_size, device)
-        cores = free_cores() if device.type == "cpu" else 1
-        workers = min(cost.workers, total, cores)
-        threads = max(1, cores // workers)
+        # Passes side by side, one thread each, even on a busy machine: independent single-threaded passes share
+        # the cores gracefully, where one pass's several OpenMP threads wait for each other at every layer.
+        workers = min(cost.workers, total)
+        threads = max(1, (free_cores() if device.type == "cpu" else 1) // workers)
         pending: dict = {}
         queue = list(todo)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resnet_viz-init-grads") as pool:
