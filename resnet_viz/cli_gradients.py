@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import SHORTCUTS, ModelConfig
+from .config import SHORTCUTS, ModelConfig, check_whole
 
 DEFAULT_SEEDS = (0, 1, 2)  # init_gradients.DEFAULT_SEEDS; torch is imported only when the command runs
 
@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
                    help="each seed: its own initial weights and first batch, as a run with that seed (default 0 1 2)")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    g.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per pass (default 1): a run trained with N threads records the numbers of "
+                        "--threads N; deep plain nets differ by a few %% between thread counts")
     # Also accepted after the command; SUPPRESS keeps a --data given before it.
     g.add_argument("--data", default=argparse.SUPPRESS, help="CIFAR-10 folder (as the global --data)")
     g.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
@@ -32,13 +35,14 @@ def cmd_gradients(args) -> int:
     model = ModelConfig(depth=args.depth, shortcut=args.shortcut, batchnorm=not args.no_bn, width=args.width)
     device = resolve_device(args.device)
     check_seeds(args.seeds)
+    check_whole("Threads", args.threads, 1, 1024)
     check_feasible(model, device=device)  # a bad or refused setting is said before any data is read
     data = load_cifar10(args.data, download=not args.no_download)
 
     def on_progress(done: int, total: int, message: str) -> None:
         if done < total:
-            print(f"[{done + 1}/{total}] {message}", file=sys.stderr, flush=True)
+            print(message, file=sys.stderr, flush=True)
 
-    result = init_gradients(model, data, args.seeds, device=device, on_progress=on_progress)
+    result = init_gradients(model, data, args.seeds, device=device, threads=args.threads, on_progress=on_progress)
     print(gradient_table(result))
     return 0

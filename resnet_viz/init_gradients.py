@@ -6,16 +6,20 @@ For a seed, `init_gradients` does exactly what `trainer.Trainer` does up to its 
 the epoch's order (`randperm`) and augments the first `batch_size` images of it (`data.augment_batch`: the paper's
 crop and flip, drawn from the same generator), `data.normalize`, channels-last on the CPU, BatchNorm in training
 mode, a fp32 forward pass, cross-entropy, one backward pass, and the L2 norm of each conv and linear layer's weight
-gradient (`models.weight_layers`, in depth order). A run with the same seed and `precision="fp32"` records the same
-numbers at step 0 (`tests/test_init_gradients.py` trains one step and compares).
+gradient (`models.weight_layers`, in depth order). A run with the same seed, `precision="fp32"` and the same number
+of CPU threads records the same numbers at step 0 (`tests/test_init_gradients.py` trains one step and compares).
+The thread count matters: it changes the order of the floating-point sums, and a deep plain net amplifies those
+last-digit differences — plain-56's step-0 norms differ by up to 13% between one and two threads (resnet-56's by
+0.4%), each count giving the same numbers every time. So every pass here uses `threads` (default one) whatever the
+load, and the answer never depends on how busy the machine was.
 
 Speed. A pass costs what a training step costs: ~0.13 GMACs per image at depth 56, ×128 images, ×3 for the
 backward — on one core of the 2-core benchmark VM ~0.7 s, near the core's peak, so the only lever left is the cores.
 Each (net, seed) is one job; the jobs run side by side in worker threads (one per usable core, as memory allows),
 each with its own single intra-op thread, seed by seed, so the first seed's answer (both nets) comes first. One
-thread per pass holds up on a busy machine, where one pass's several OpenMP threads wait for each other at every
-layer (plain-56 and resnet-56, both cores: 0.8–0.9 s this way whatever the load; 0.7–2.5 s with two threads each
-in turn; benchmarks/README.md). Only a lone job gets the free cores as intra-op threads. Results are kept in an
+thread per pass also holds up on a busy machine, where one pass's several OpenMP threads wait for each other at
+every layer (plain-56 and resnet-56 on both cores: 0.8–0.9 s this way whatever the load; 0.7–2.5 s with two
+threads each, in turn; benchmarks/README.md). Results are kept in an
 in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a setting seen before
 answers at once and a shortcut change recomputes only the ResNet (the plain twin has no shortcuts). A setting whose
 first seed would take longer than `MAX_SECONDS` on the machine when idle, or whose backward pass would not fit in
@@ -41,7 +45,7 @@ from .config import MAX_SEED, ModelConfig, TrainConfig, check_whole
 from .data import Cifar10Tensors, augment_batch, normalize, stratified_subset
 from .errors import ConfigError
 from .models import build_model, weight_layers
-from .threads import CpuLoad, choose_threads, usable_cores
+from .threads import usable_cores
 
 BATCH_SIZE = TrainConfig().batch_size  # the trainer's default: the batch of a run's step 0
 DEFAULT_SEEDS = (0, 1, 2)  # also cli_gradients'
@@ -159,7 +163,6 @@ class _LRU:
 
 _CACHE = _LRU(CACHE_ENTRIES)
 _PACE: dict[str, float] = {}  # device type -> the best seconds per GMAC of a pass on one worker measured so far
-_LOAD = CpuLoad()  # measured between calls, so asking costs no waiting
 
 
 def clear_cache() -> None:
@@ -214,11 +217,6 @@ def _size(plain: ModelConfig, batch: int) -> tuple[float, int]:
     return size
 
 
-def free_cores() -> int:
-    """The cores other processes leave free now (measured since the last call, so asking costs no waiting)."""
-    return choose_threads(_LOAD.others_busy(min_interval=0.05))
-
-
 def _cost(plain: ModelConfig, batch: int, device: torch.device) -> Cost:
     """What the machine can do, not what it does this minute: a busy moment slows the passes (the view then shows
     its progress) but never refuses a setting. So the estimate uses every usable core and the best pace known."""
@@ -269,54 +267,58 @@ def _run_job(cfg: ModelConfig, seed: int, images: torch.Tensor, labels: torch.Te
 
 
 def _keys(plain: ModelConfig, resnet: ModelConfig, data: Cifar10Tensors, seeds: tuple[int, ...], batch_size: int,
-          subset: int | None, device: torch.device) -> tuple[dict, dict]:
+          subset: int | None, device: torch.device, threads: int) -> tuple[dict, dict]:
     """(the batch of each seed, the cache key of each (residual, seed) job)."""
     batches = {seed: step0_batch(data, seed, batch_size, subset) for seed in seeds}
-    return batches, {(cfg.residual, seed): (_net_key(cfg), seed, _digest(*batches[seed]), device.type)
+    threads = threads if device.type == "cpu" else 0
+    return batches, {(cfg.residual, seed): (_net_key(cfg), seed, _digest(*batches[seed]), device.type, threads)
                      for seed in seeds for cfg in (plain, resnet)}
 
 
 def is_cached(model: ModelConfig, data: Cifar10Tensors, seeds: Sequence[int] = DEFAULT_SEEDS,
-              batch_size: int = BATCH_SIZE, subset: int | None = None, device: str | torch.device = "cpu") -> bool:
+              batch_size: int = BATCH_SIZE, subset: int | None = None, device: str | torch.device = "cpu",
+              threads: int = 1) -> bool:
     """Would `init_gradients` with these arguments answer from the cache, without a pass?"""
     plain, resnet = twins(model)
-    _, keys = _keys(plain, resnet, data, check_seeds(seeds), batch_size, subset, torch.device(device))
+    _, keys = _keys(plain, resnet, data, check_seeds(seeds), batch_size, subset, torch.device(device), threads)
     return all(_CACHE.get(key) is not None for key in keys.values())
 
 
 def init_gradients(model: ModelConfig, data: Cifar10Tensors, seeds: Sequence[int] = DEFAULT_SEEDS,
                    batch_size: int = BATCH_SIZE, subset: int | None = None, device: str | torch.device = "cpu",
-                   on_progress: Progress | None = None) -> InitGradients:
+                   threads: int = 1, on_progress: Progress | None = None) -> InitGradients:
     """Step-0 gradient norms of the plain twin and the ResNet of `model` (a CIFAR architecture) for each seed.
 
     Seeds are worked through in order, both nets of a seed before the next seed, so the first seed's answer comes
-    first; `on_progress(done, total, message)` is called in the caller's thread before each pass and at the end.
+    first; `on_progress(done, total, message)` is called in the caller's thread whenever passes start, and at the
+    end with done == total. `threads`: CPU threads per pass (the numbers of a run trained with as many threads).
     Raises ConfigError for a setting refused by `check_feasible` or bad seeds."""
     seeds = check_seeds(seeds)
     check_whole("The batch size", batch_size, 1)
+    check_whole("Threads", threads, 1, 1024)
     device = torch.device(device)
     plain, resnet = twins(model)
-    batches, keys = _keys(plain, resnet, data, seeds, batch_size, subset, device)
+    batches, keys = _keys(plain, resnet, data, seeds, batch_size, subset, device, threads)
     results = {job: _CACHE.get(key) for job, key in keys.items()}
     todo = [(cfg, seed) for seed in seeds for cfg in (plain, resnet) if results[(cfg.residual, seed)] is None]
     total, done = len(todo), 0
     start = time.perf_counter()
     if todo:
         cost = check_feasible(model, batch_size, device)
-        # Passes side by side, one thread each, even on a busy machine: independent single-threaded passes share
-        # the cores gracefully, where one pass's several OpenMP threads wait for each other at every layer.
-        workers = min(cost.workers, total)
-        threads = max(1, (free_cores() if device.type == "cpu" else 1) // workers)
+        # Passes side by side, even on a busy machine: independent single-threaded passes share the cores
+        # gracefully, where one pass's several OpenMP threads wait for each other at every layer.
+        workers = max(1, min(cost.workers // threads, total))
         pending: dict = {}
         queue = list(todo)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resnet_viz-init-grads") as pool:
             while queue or pending:
                 while queue and len(pending) < workers:
                     cfg, seed = queue.pop(0)
-                    if on_progress is not None:
-                        on_progress(done, total, f"{cfg.name}, seed {seed}: forward and backward pass over "
-                                                 f"{len(batches[seed][1])} images …")
                     pending[pool.submit(_run_job, cfg, seed, *batches[seed], device, threads)] = (cfg, seed)
+                if on_progress is not None:
+                    running = " and ".join(f"{cfg.name} seed {seed}" for cfg, seed in pending.values())
+                    on_progress(done, total, f"{done} of {total} passes done; now {running}: forward and backward "
+                                             f"over {len(batches[seed][1])} images …")
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     cfg, seed = pending.pop(future)

@@ -21,23 +21,25 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=8, width=0.5)
 
 
-def trainer_step0(model: ModelConfig, data, seed: int, subset=None) -> tuple[list[str], np.ndarray]:
+def trainer_step0(model: ModelConfig, data, seed: int, subset=None, threads=1) -> tuple[list[str], np.ndarray]:
     """Train one step for real and return what the trainer recorded for step 0."""
-    train = TrainConfig(max_steps=1, seed=seed, subset=subset, precision="fp32", device="cpu", eval_images=10)
+    train = TrainConfig(max_steps=1, seed=seed, subset=subset, precision="fp32", device="cpu", eval_images=10,
+                        threads=threads)
     result = Trainer(RunConfig(model=model, train=train), data=data, save=False).run()
     assert list(result.metrics["grad_norm_step"]) == [0]
     return result.layer_names, result.metrics["grad_norms"][0]
 
 
-@pytest.mark.parametrize("batchnorm, shortcut, subset, seed", [(True, "A", None, 0), (False, "A", None, 5),
-                                                               (True, "B", 150, 3)])
-def test_equals_what_the_trainer_records_at_step_0(tiny_data, batchnorm, shortcut, subset, seed):
+@pytest.mark.parametrize("batchnorm, shortcut, subset, seed, threads", [
+    (True, "A", None, 0, 1), (False, "A", None, 5, 1), (True, "B", 150, 3, 1), (True, "A", None, 0, 2)])
+def test_equals_what_the_trainer_records_at_step_0(tiny_data, batchnorm, shortcut, subset, seed, threads):
     model = ModelConfig(batchnorm=batchnorm, shortcut=shortcut, **TINY)
     ig.clear_cache()
-    result = ig.init_gradients(model, tiny_data, seeds=(seed,), subset=subset)
+    result = ig.init_gradients(model, tiny_data, seeds=(seed,), subset=subset, threads=threads)
     assert result.batch_size == 128 and result.images == (subset or 200)
     for net in (result.plain, result.resnet):
-        names, recorded = trainer_step0(dataclasses.replace(model, residual=net.residual), tiny_data, seed, subset)
+        names, recorded = trainer_step0(dataclasses.replace(model, residual=net.residual), tiny_data, seed, subset,
+                                        threads)
         assert list(net.layer_names) == names
         assert net.norms.shape == (1, len(names))
         np.testing.assert_allclose(net.norms[0], recorded, rtol=1e-5, atol=0)
@@ -63,6 +65,8 @@ def test_seeds_differ_and_the_cache_answers_without_a_pass(tiny_data):
     # Other images are another batch, whatever the seed: never a stale answer.
     brighter = dataclasses.replace(tiny_data, train_images=tiny_data.train_images // 2)
     assert ig.init_gradients(model, brighter, seeds=(0,)).computed == 2
+    # Other thread counts round differently (a run trained with 2 threads records other last digits): their own.
+    assert ig.init_gradients(model, tiny_data, seeds=(0,), threads=2).computed == 2
 
 
 def test_progress_is_reported_in_the_callers_thread(tiny_data):
@@ -71,8 +75,9 @@ def test_progress_is_reported_in_the_callers_thread(tiny_data):
     ig.init_gradients(ModelConfig(**TINY), tiny_data, seeds=(0, 1),
                       on_progress=lambda done, total, message: seen.append((done, total, message)))
     assert seen[-1] == (4, 4, "done")
-    assert [s[0] for s in seen[:-1]] == sorted(s[0] for s in seen[:-1]) and len(seen) == 5
-    assert "plain-8 (width ×0.5), seed 0" in seen[0][2]
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen) and all(s[1] == 4 for s in seen)
+    assert seen[0][0] == 0 and "plain-8 (width ×0.5) seed 0" in seen[0][2]  # seed by seed: seed 0 first
+    assert any("seed 1" in message for _, _, message in seen[:-1])
 
 
 def test_bad_settings_are_refused_with_a_sentence(tiny_data, monkeypatch):
@@ -122,7 +127,7 @@ def test_cli_prints_the_table(data_dir):
     assert "plain-8 (width ×0.25) median" in out and "resnet-8 (width ×0.25) median" in out
     assert "stage3.block1.conv2" in out and " fc " in out
     assert "plain-8 (width ×0.25): first layer ÷ last conv layer" in out and "seeds 0, 1" in out
-    assert "[1/4]" in proc.stderr  # the progress lines go to stderr, the table to stdout
+    assert "0 of 4 passes done; now plain-8 (width ×0.25) seed 0" in proc.stderr  # progress: stderr, table: stdout
     no_bn = cli("--data", str(data_dir), "gradients", "--depth", "8", "--width", "0.25", "--seeds", "4", "--no-bn")
     assert no_bn.returncode == 0, no_bn.stderr
     assert "plain-8 (no BN, width ×0.25): first layer" in no_bn.stdout and "seeds 4;" not in no_bn.stdout

@@ -34,11 +34,8 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _draw(result, key: str | None, interim: bool = False) -> None:
-    fig = figures.init_gradient_profile(result.plain, result.resnet)
-    ui.plotly(fig, key=key)
-    if interim:
-        st.caption("Seed 0 shown; the other seeds' band follows …")
+def _draw(result, key: str | None) -> None:
+    ui.plotly(figures.init_gradient_profile(result.plain, result.resnet), key=key)
 
 
 def heading() -> None:
@@ -48,7 +45,8 @@ def heading() -> None:
         "initialised, BatchNorm in training mode — step 0 of a training run — and every conv and linear layer's "
         "weight gradient is measured (its L2 norm ‖∇W‖₂). Each seed gives other starting weights and another batch "
         "(the one a run with that seed trains on first), so the band shows what is the draw and the line what is "
-        "the architecture. These are the numbers a run with the same seed records at its step 0 (in fp32).")
+        "the architecture. These are the numbers a run with the same seed records at its step 0 (in fp32, on one CPU "
+        "thread).")
 
 
 def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True) -> None:
@@ -60,7 +58,7 @@ def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True)
                 "choose the CIFAR family to see it.")
         return
     st.session_state.setdefault(SEEDS_KEY, DEFAULT_VIEW_SEEDS)
-    n_seeds = st.slider("Seeds", 1, MAX_VIEW_SEEDS, key=SEEDS_KEY,
+    n_seeds = st.columns([1, 2])[0].slider("Seeds", 1, MAX_VIEW_SEEDS, key=SEEDS_KEY,
                         help="How many initialisations (seeds 0, 1, …) to draw. Seed 0 is a run's default. Each "
                              "seed costs one forward and backward pass per net; seen settings answer at once.")
     seeds = tuple(range(n_seeds))
@@ -80,10 +78,12 @@ def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True)
         return
 
     progress = st.empty()
+    first_shown = False
 
     def on_progress(done: int, total: int, message: str) -> None:
         if done < total:
-            progress.progress(done / max(1, total), text=f"Pass {done + 1} of {total}: {message}")
+            then = "Seed 0 is drawn; the band of the other seeds follows. " if first_shown else ""
+            progress.progress(done / max(1, total), text=then + message)
         else:
             progress.empty()
 
@@ -91,8 +91,8 @@ def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True)
     try:
         if len(seeds) > 1 and not engine.is_cached(model, data, seeds, device=dev):
             with chart.container():  # the first seed's answer first; the band replaces it when the rest are in
-                _draw(engine.init_gradients(model, data, seeds[:1], device=dev, on_progress=on_progress), None,
-                      interim=True)
+                _draw(engine.init_gradients(model, data, seeds[:1], device=dev, on_progress=on_progress), None)
+            first_shown = True
         result = engine.init_gradients(model, data, seeds, device=dev, on_progress=on_progress)
     except ConfigError as e:  # refused on second thought (the machine became busy), or memory ran short
         progress.empty()
