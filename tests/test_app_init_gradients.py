@@ -66,7 +66,7 @@ def test_build_page_shows_the_pair_at_step_0(tmp_path, monkeypatch, data_dir):
     np.testing.assert_allclose(values(fig["data"][2]["y"]), np.median(expected.plain.norms, 0), rtol=1e-5)
     metrics = {m.label: m.value for m in at.metric}
     ratio = np.median(expected.resnet.norms[:, 0] / expected.resnet.norms[:, -2])
-    assert metrics["resnet-8 (width ×0.5): first ÷ last conv"] == engine._ratio_text(float(ratio))
+    assert metrics["resnet-8 (width ×0.5)"] == engine._ratio_text(float(ratio))
     text = " ".join(m.value for m in at.markdown)
     assert "**What the numbers show.** At step 0, plain-8 (width ×0.5)'s first-layer gradient is" in text
     assert "Batch of 120 images drawn from 120 training images, seeds 0, 1" in " ".join(c.value for c in at.caption)

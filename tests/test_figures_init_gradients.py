@@ -85,9 +85,11 @@ def test_finding_without_batchnorm_names_the_net_whose_gradients_explode():
     plain = net(False, first=0.02, last=0.04, loss=2.3)
     resnet = net(True, first=12.0, last=40.0, scale=1.0, loss=66.0)
     s = figures.init_gradient_finding(plain, resnet)["sentence"]
-    assert "Layer for layer, resnet-20's gradients are typically" in s and "plain-20's" in s
+    assert "Layer for layer, resnet-20's gradients are typically" in s and "plain-20's (medians over all" in s
     assert "resnet-20's loss on the batch is already 66 before any update" in s and "far off scale" in s
     assert "plain-20's loss" not in s  # 2.3 is a guess's loss: nothing to say
+    huge = figures.init_gradient_finding(plain, net(True, first=1e4, last=2e4, loss=2957.0))["sentence"]
+    assert "typically" in huge and "×10⁵× plain-20's" in huge and "already 2,957 before" in huge
     shrinking = figures.init_gradient_finding(net(False, first=0.001, last=1.0), net(True))["sentence"]
     assert "plain-20's first-layer gradient is 1/1,000 its last conv layer's" in shrinking
     assert "smaller at the input end: it shrinks on its way back" in shrinking

@@ -101,10 +101,13 @@ def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True)
     with chart.container():
         _draw(result, f"{key}_init_grad_profile")
     finding = figures.init_gradient_finding(result.plain, result.resnet)
-    c_plain, c_res, c_note = st.columns([1, 1, 2.2])
+    c_ratios, c_note = st.columns([2, 2.2])
+    with c_ratios:
+        st.markdown("**First layer ÷ last conv layer** (median over the seeds)")
+        c_plain, c_res = st.columns(2)
     for col, net, words in ((c_plain, result.plain, finding["plain"]), (c_res, result.resnet, finding["resnet"])):
         r = words["ratio"]
-        col.metric(f"{net.label}: first ÷ last conv", figures.format_ratio(r["median"]),
+        col.metric(net.label, figures.format_ratio(r["median"]),
                    help=f"‖∇W {net.layer_names[0]}‖ ÷ ‖∇W {words['last_conv']}‖, median over the seeds"
                         + (f"; range {figures.format_ratio(r['min'])} to {figures.format_ratio(r['max'])}"
                            if len(seeds) > 1 else ""))

@@ -56,6 +56,24 @@ def _stat(values: np.ndarray) -> dict:
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _number(x: float) -> str:
+    """0.0021, 0.35, 12, 2,957, 1.1×10⁴: what a reader takes in at a glance."""
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2g}"
+    exponent = math.floor(math.log10(abs(x)))
+    return f"{x / 10 ** exponent:.1f}×10{str(exponent).translate(SUPERSCRIPT)}"
+
+
+def _times(x: float) -> str:
+    """A factor: format_ratio's 250×, 3.6×, 1/140, and 5.2×10⁶× where the digits would run on."""
+    return f"{_number(x)}×" if math.isfinite(x) and x >= 1e4 else format_ratio(x)
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = hex_to_rgb(hex_color)
     return f"rgba({r},{g},{b},{alpha})"
@@ -171,11 +189,12 @@ def init_gradient_finding(plain: InitNet, resnet: InitNet) -> dict:
     if scale_ratio is not None and not 0.1 <= scale_ratio <= 10:
         bigger, smaller, factor = ((resnet.label, plain.label, scale_ratio) if scale_ratio > 1
                                    else (plain.label, resnet.label, 1 / scale_ratio))
-        extra.append(f"Layer for layer, {bigger}'s gradients are typically {format_ratio(factor)} {smaller}'s "
-                     f"(median over all layers and seeds).")
+        big, small = (r["scale"], p["scale"]) if scale_ratio > 1 else (p["scale"], r["scale"])
+        extra.append(f"Layer for layer, {bigger}'s gradients are typically {_times(factor)} {smaller}'s "
+                     f"(medians over all layers and seeds: {_number(big)} and {_number(small)}).")
     for net, words in ((plain, p), (resnet, r)):
         if words["loss"] is not None and (not math.isfinite(words["loss"]) or words["loss"] > OFF_SCALE_LOSS):
-            extra.append(f"{net.label}'s loss on the batch is already {words['loss']:.3g} before any update "
+            extra.append(f"{net.label}'s loss on the batch is already {_number(words['loss'])} before any update "
                          f"(a uniform guess scores ln 10 ≈ {CHANCE_LOSS:.2f}): its outputs are far off scale.")
         if words["bad"]:
             extra.append(f"{words['bad']} of {net.label}'s gradient norms are not finite (they overflowed).")
