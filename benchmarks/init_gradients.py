@@ -79,17 +79,18 @@ def main() -> None:
           f"data: {data.source}")
     print(f"# cold = cache cleared first (a setting not seen before); median of {args.repeats}")
     engine.init_gradients(ModelConfig(depth=8), data, (0,))  # warm-up: oneDNN's first call sets itself up
-    load.others_busy(min_interval=0.5)
     header = (f"{'depth':>5} {'BN':>3} {'GMACs/pass':>10} {'first seed (s)':>15} {f'{args.seeds} seeds (s)':>13} "
               f"{'cached (ms)':>11} {'others busy (cores)':>20}")
+    print(f"# others busy: cores other processes kept busy while the row was timed (of {os.cpu_count()})")
     print(header)
     rows = [(d, True) for d in args.depths] + [(d, False) for d in args.no_bn_depths]
     for depth, bn in rows:
         model = ModelConfig(depth=depth, batchnorm=bn)
-        busy = load.others_busy(min_interval=0.5)
+        load.others_busy(min_interval=0.0)  # from here: the load while this row is timed
         first = statistics.median(cold(model, data, seeds[:1]) for _ in range(args.repeats))
         every = statistics.median(cold(model, data, seeds) for _ in range(args.repeats))
-        cached = timed(lambda: engine.init_gradients(model, data, seeds)) * 1000
+        cached = statistics.median(timed(lambda: engine.init_gradients(model, data, seeds)) for _ in range(5)) * 1000
+        busy = load.others_busy(min_interval=0.0)
         gmacs = engine.check_feasible(model).gmacs
         print(f"{depth:>5} {'on' if bn else 'off':>3} {gmacs:>10.1f} {first:>15.2f} {every:>13.2f} {cached:>11.0f} "
               f"{busy:>20.2f}", flush=True)

@@ -54,7 +54,8 @@ MAX_SECONDS = 15.0  # a setting whose first seed (both nets) would take longer i
 MEMORY_SHARE = 0.5  # of the free memory, for the passes running at once
 CACHE_ENTRIES = 512  # (net, seed) results: a few KB each
 # Seconds per GMAC of forward multiply-adds for a forward + backward pass on one CPU thread, before this process
-# has measured its own: depth 56 on one thread of the 2-core AMD EPYC (Zen 4) VM took ~0.8 s for 16 GMACs.
+# has measured its own: plain-56 (16 GMACs over 128 images) took 0.62 s alone on one core of the 2-core AMD EPYC
+# (Zen 4) VM and 0.85-1.0 s with a second pass beside it (benchmarks/README.md).
 PRIOR_CPU_SECONDS_PER_GMAC = 0.05
 PRIOR_ACCELERATOR_SECONDS_PER_GMAC = 0.002
 
