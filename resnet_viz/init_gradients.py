@@ -13,17 +13,17 @@ last-digit differences — plain-56's step-0 norms differ by up to 13% between o
 0.4%), each count giving the same numbers every time. So every pass here uses `threads` (default one) whatever the
 load, and the answer never depends on how busy the machine was.
 
-Speed. A pass costs what a training step costs: ~0.13 GMACs per image at depth 56, ×128 images, ×3 for the
-backward — on one core of the 2-core benchmark VM ~0.7 s, near the core's peak, so the only lever left is the cores.
-Each (net, seed) is one job; the jobs run side by side in worker threads (one per usable core, as memory allows),
-each with its own single intra-op thread, seed by seed, so the first seed's answer (both nets) comes first. One
-thread per pass also holds up on a busy machine, where one pass's several OpenMP threads wait for each other at
-every layer (plain-56 and resnet-56 on both cores: 0.8–0.9 s this way whatever the load; 0.7–2.5 s with two
-threads each, in turn; benchmarks/README.md). Results are kept in an
-in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a setting seen before
-answers at once and a shortcut change recomputes only the ResNet (the plain twin has no shortcuts). A setting whose
-first seed would take longer than `MAX_SECONDS` on the machine when idle, or whose backward pass would not fit in
-memory, is refused with the reason (`check_feasible`) — on a 2-core CPU that is depth 1202.
+Speed. A pass costs what a training step costs: ~0.13 GMACs per image at depth 56, ×128 images, ×3 for the backward —
+0.62 s on one core of the 2-core benchmark VM, so the only lever left is the cores. Each (net, seed) is one job; the
+jobs run side by side in worker threads (one per usable core, as memory allows), each with its own single intra-op
+thread, seed by seed, so the first seed's answer (both nets) comes first. One thread per pass also holds up on a busy
+machine, where one pass's several OpenMP threads wait for each other at every layer (plain-56 and resnet-56 on both
+cores: 0.8–1.3 s this way whatever else ran; 0.7–2.5 s with two threads each, in turn; benchmarks/README.md). Results
+are kept in an in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a
+setting seen before answers at once and a shortcut change recomputes only the ResNet (the plain twin has no
+shortcuts). A setting whose first seed would take longer than `MAX_SECONDS` on the machine when idle, or whose
+backward pass would not fit in memory, is refused with the reason (`check_feasible`) — on a 2-core CPU that is depth
+1202.
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-# ------------------------------------------------------------------------------------------------ one pass ----
+# ------------------------------------------------------------------------------------------------- one pass ----
 _RNG_LOCK = threading.Lock()  # building a model draws from torch's global generator, shared by all threads
 
 
@@ -136,7 +136,7 @@ def net_gradient_norms(cfg: ModelConfig, seed: int, images: torch.Tensor, labels
     return [n for n, _ in named], norms, float(loss.detach())
 
 
-# --------------------------------------------------------------------------------------------- the cache ----
+# ------------------------------------------------------------------------------------------------ the cache ----
 class _LRU:
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
@@ -176,7 +176,7 @@ def _net_key(cfg: ModelConfig) -> tuple:
     return tuple(sorted(dataclasses.asdict(cfg).items()))
 
 
-# ----------------------------------------------------------------------------------------------- settings ----
+# ------------------------------------------------------------------------------------------------- settings ----
 def twins(model: ModelConfig) -> tuple[ModelConfig, ModelConfig]:
     """The plain net and its ResNet twin of a CIFAR architecture (whatever `model.residual` says)."""
     if model.family != "cifar":
@@ -257,7 +257,7 @@ def check_feasible(model: ModelConfig, batch_size: int = BATCH_SIZE, device: str
     return cost
 
 
-# ----------------------------------------------------------------------------------------------- the view ----
+# ----------------------------------------------------------------------------------------------- the passes ----
 def _run_job(cfg: ModelConfig, seed: int, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
              threads: int) -> tuple[list[str], np.ndarray, float, float]:
     if device.type == "cpu":
@@ -344,7 +344,7 @@ def init_gradients(model: ModelConfig, data: Cifar10Tensors, seeds: Sequence[int
                          time.perf_counter() - start if todo else 0.0, total)
 
 
-# ---------------------------------------------------------------------------------------------- the table ----
+# ------------------------------------------------------------------------------------------------ the table ----
 def _ratio_text(x: float) -> str:
     if not math.isfinite(x):
         return "—"
