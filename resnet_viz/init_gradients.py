@@ -83,6 +83,7 @@ class InitGradients:
     batch_size: int
     images: int  # training images the batches were drawn from
     device: str
+    threads: int  # CPU threads per pass: a run trained with as many records these very numbers
     seconds: float  # computing time of this call (0 where everything came from the cache)
     computed: int  # (net, seed) passes this call ran; the rest came from the cache
 
@@ -341,7 +342,7 @@ def init_gradients(model: ModelConfig, data: Cifar10Tensors, seeds: Sequence[int
 
     return InitGradients(net(plain), net(resnet), min(batch_size, len(data.train_labels)),
                          len(data.train_labels) if not subset else min(subset, len(data.train_labels)), device.type,
-                         time.perf_counter() - start if todo else 0.0, total)
+                         threads, time.perf_counter() - start if todo else 0.0, total)
 
 
 # ------------------------------------------------------------------------------------------------ the table ----
@@ -356,7 +357,9 @@ def gradient_table(result: InitGradients) -> str:
     p, r = result.plain, result.resnet
     seeds = ", ".join(map(str, p.seeds))
     lines = [f"Gradient norms ‖∇W‖₂ at step 0 (before any update), one batch of {result.batch_size} CIFAR-10 "
-             f"training images per seed, BatchNorm in training mode, fp32, on {result.device}; seeds {seeds}.",
+             f"training images per seed, BatchNorm in training mode, fp32, on {result.device}"
+             + (f" with {result.threads} thread{'s' if result.threads > 1 else ''} per pass" if result.device == "cpu"
+                else "") + f"; seeds {seeds}.",
              f"{'#':>4}  {'layer':<28} {p.label + ' median':>22} {'(min–max)':>21} {r.label + ' median':>22} "
              f"{'(min–max)':>21}"]
 

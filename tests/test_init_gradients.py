@@ -112,7 +112,7 @@ def test_the_table_lists_every_layer_of_both_nets_and_the_ratios(tiny_data):
     ratio = np.median(p.norms[:, 0] / p.norms[:, -2])
     assert f"{p.label}: first layer ÷ last conv layer (stem.conv ÷ {p.layer_names[-2]}) = " in table
     assert ig._ratio_text(float(ratio)) in table
-    assert "seeds 0, 1" in lines[0]
+    assert "on cpu with 1 thread per pass; seeds 0, 1." in lines[0]
 
 
 def cli(*args):
