@@ -8,6 +8,7 @@ from resnet_viz import figures
 from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,
                                ModelConfig)
 from resnet_viz.errors import ConfigError
+from views.init_gradients import init_gradients_view
 
 ui.page_setup("Build", "🧱")
 
@@ -168,6 +169,10 @@ else:
         notes.append("At this depth the paper's ResNet-1202 *overfits*: 7.93% test error against 6.43% for "
                      "ResNet-110, with lower training error.")
     st.info("  \n".join(notes))
+
+    # -- what the depth does to the gradients at step 0, measured on one real batch (views/init_gradients.py)
+    with st.container(border=True):
+        init_gradients_view(ModelConfig(residual=True, **fields), key="build")
 
     # -- diagram and layer table
     tab_diagram, tab_layers = st.tabs(["Block diagram", "Layer table"])

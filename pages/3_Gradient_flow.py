@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
+from views.init_gradients import standalone_view
 
 ui.page_setup("Gradient flow", "🌊")
 st.title("Gradient flow")
@@ -14,7 +15,9 @@ if not runs:
     st.caption("The L2 norm of every conv and linear layer's weight gradient, recorded during training, in depth "
                "order.")
     st.info("No runs with recorded gradient norms yet. Train a plain net and its residual twin on the **Train** "
-            "page (the Degradation or Fix preset), then come back.")
+            "page (the Degradation or Fix preset), then come back. Meanwhile, here is what depth does to the "
+            "gradients before any training:")
+    standalone_view("gradflow")
     st.stop()
 
 chosen = ui.pick_runs("grad_runs", runs, "Runs to compare (a plain/residual pair of equal depth is the classic view)")

@@ -1,4 +1,5 @@
-"""Command-line interface: `python -m resnet_viz train|sweep|extend|list|export|delete|pack|unpack|summary`."""
+"""Command-line interface: `python -m resnet_viz train|sweep|extend|list|export|delete|pack|unpack|summary|gradients`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from . import cli_gradients
 from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
                      TrainConfig)
 from .errors import ResnetVizError
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("pack")
     up.add_argument("--rename", action="store_true",
                     help="give an incoming run a new id when the store has one with its id (default: skip it)")
+    cli_gradients.add_parser(sub)
     su = sub.add_parser("summary", help="print a model's per-layer summary")
     _model_args(su, sweep=False)
     su.add_argument("--input-size", type=int, default=None)
@@ -386,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_delete(args)
         if args.command == "summary":
             return cmd_summary(args)
+        if args.command == "gradients":
+            return cli_gradients.cmd_gradients(args)
     except ResnetVizError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

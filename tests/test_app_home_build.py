@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
 K = "keep_build_"  # the Build page's widget keys (ui.KEEP_PREFIX + "build_")
+STEP0 = "Gradients at step 0, before any training"  # the step-0 gradient view (tests/test_app_init_gradients.py)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def test_build_renders_both_twins():
     at = build().run()
     no_exception(at)
     assert not at.error
-    assert subheaders(at) == ["Plain twin · plain-20", "ResNet · resnet-20"]
+    assert subheaders(at) == ["Plain twin · plain-20", "ResNet · resnet-20", STEP0]
     assert len(charts(at)) == 2  # the two block diagrams
     [table] = at.dataframe  # one table for both nets, with a column for the plain twin
     assert list(table.value.columns) == ["#", "layer", "kind", "output", "params", "MACs", "plain twin"]
@@ -62,7 +63,7 @@ def test_build_depth_56_shows_two_summaries():
     at = build().run()
     at.number_input(key=K + "cifar_depth").set_value(56).run()
     no_exception(at)
-    assert subheaders(at) == ["Plain twin · plain-56", "ResNet · resnet-56"]
+    assert subheaders(at) == ["Plain twin · plain-56", "ResNet · resnet-56", STEP0]
     params = [m.value for m in at.metric if m.label == "Parameters"]
     assert params == ["853.02K", "853.02K"]  # option A: the shortcuts have no parameters
     assert [m.value for m in at.metric if m.label == "Weight layers"] == ["56", "56"]
@@ -86,7 +87,7 @@ def test_build_bad_depth_shows_an_error_not_an_exception():
     assert not subheaders(at) and not charts(at)
     at.number_input(key=K + "cifar_depth").set_value(20).run()  # and it recovers
     no_exception(at)
-    assert not at.error and len(subheaders(at)) == 2
+    assert not at.error and len(subheaders(at)) == 3
 
 
 def test_build_bad_width_shows_an_error():
@@ -101,7 +102,7 @@ def test_build_imagenet_resnet50():
     at.radio(key=K + "family").set_value("imagenet").run()
     no_exception(at)
     assert not at.error
-    assert subheaders(at) == ["Plain twin · plain-50", "ResNet · resnet-50"]
+    assert subheaders(at) == ["Plain twin · plain-50", "ResNet · resnet-50", STEP0]
     assert at.radio(key=K + "shortcut").value == "B"  # the ImageNet nets' default
     params = [m.value for m in at.metric if m.label == "Parameters"]
     assert params == ["22.78M", "25.56M"]  # torchvision's resnet50 (25,557,032); B adds projections

@@ -6,6 +6,7 @@ torch, so the figures can be drawn wherever the numbers are (pages, notebooks, d
     numerics        smoothing, thinning, log scales, gradient ratios, learning-rate drops, evaluation-loss spikes
     curves          loss and error during training, the paper's Fig. 6, and why an evaluation loss spikes
     gradients       gradient-norm heatmap, depth profiles, first/last ratio, and the finding in words
+    init_gradients  the step-0 depth profile of a plain net and its ResNet twin over a few seeds, and its finding
     summary         a model summary's layer table and totals
     architecture    the block diagram of a model, from its summary
     residual_block  the identity and convolutional blocks side by side
@@ -21,6 +22,7 @@ from .analysis_findings import SHATTER_MEASURES, dead_relu_takeaway, shattering_
 from .architecture import (AUTO_COLLAPSE_BLOCKS, MAX_EXPANDED_BLOCKS, architecture_diagram, architecture_layout,
                            auto_collapsed_stages, stage_names)
 from .curves import eval_spike_note, fig6_error_curves, training_curves
+from .init_gradients import init_gradient_finding, init_gradient_profile
 from .gradients import (RATIO_DEFINITION, first_last_ratio_figure, format_ratio, grad_norm_heatmap, grad_norm_profiles,
                         gradient_flow_finding)
 from .numerics import (MAX_LINE_POINTS, downsample_log_columns, ema, eval_loss_spike, first_last_ratio, last_conv_index,
@@ -36,7 +38,7 @@ __all__ = [
     "first_last_ratio", "spans_decades", "lr_drop_steps", "MAX_LINE_POINTS",
     "training_curves", "fig6_error_curves", "eval_spike_note", "eval_loss_spike",
     "grad_norm_heatmap", "grad_norm_profiles", "first_last_ratio_figure", "gradient_flow_finding", "format_ratio",
-    "RATIO_DEFINITION",
+    "RATIO_DEFINITION", "init_gradient_profile", "init_gradient_finding",
     "summary_table", "summary_totals", "summary_table_figure", "is_weight_layer",
     "architecture_layout", "architecture_diagram", "auto_collapsed_stages", "stage_names", "AUTO_COLLAPSE_BLOCKS",
     "MAX_EXPANDED_BLOCKS",
