@@ -6,6 +6,7 @@ This is the view layer's only common module; all the work happens in `resnet_viz
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 import uuid
@@ -41,6 +42,10 @@ def _import_what_the_pages_need() -> None:
 
 
 _import_what_the_pages_need()
+# Everything imported so far lives as long as the server: moved out of the collector's sight, a full collection (which
+# Streamlit runs after every script run unless .streamlit/config.toml turns it off, as ours does) no longer walks
+# torch's and plotly's millions of objects each time a watching tab refreshes.
+gc.freeze()
 
 from resnet_viz.data import default_data_dir  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402

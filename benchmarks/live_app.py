@@ -99,6 +99,13 @@ def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bo
     else:
         t_click = time.time()
         pg.get_by_text("The fix: ResNet-20 vs ResNet-56", exact=True).first.click()  # the experiment's pill
+        pg.get_by_text("The same depths with shortcut connections").first.wait_for(timeout=600_000)
+        try:  # a plan that matches Degradation's runs says so; give the rerun time to draw it
+            pg.wait_for_function("() => [...document.querySelectorAll('p')].some(p => "
+                                 "p.innerText.includes('Estimated total') && p.innerText.includes('matching'))",
+                                 timeout=30_000)
+        except Exception:
+            pass
     steps, estimate, text = read_plan(pg)
     shown_after = time.time() - t_click
     box = field(pg, "Minutes for the whole experiment")
