@@ -5,8 +5,8 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,
-                               ModelConfig)
+from resnet_viz.config import (CIFAR10_HEAD, IMAGENET_DEPTHS, IMAGENET_HEAD, PAPER_TABLE1_GMULT_ADDS,
+                               PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M, ModelConfig)
 from resnet_viz.errors import ConfigError
 
 ui.page_setup("Build", "🧱")
@@ -17,11 +17,12 @@ SHORTCUT_LABELS = {"A": "A · zero-pad identity", "B": "B · projection where th
                    "C": "C · projection everywhere"}
 STEM_LABELS = {"imagenet": "ImageNet: 7×7/2 conv + max-pool (224×224 input)",
                "cifar": "CIFAR: 3×3 conv (32×32 input)"}
-HEAD_LABELS = {1000: "1000 classes (ImageNet, as torchvision)", 10: "10 classes (CIFAR-10, as trained here)"}
+HEAD_LABELS = {IMAGENET_HEAD: "1000 classes (ImageNet, as torchvision)",
+               CIFAR10_HEAD: "10 classes (CIFAR-10, as trained here)"}
 # Every choice lives in st.session_state under a "keep_" key, which ui.page_setup carries across page switches.
 K = ui.KEEP_PREFIX + "build_"
 DEFAULTS = {"family": "cifar", "cifar_depth": 20, "imagenet_depth": 50, "shortcut": "A", "batchnorm": True,
-            "width": 1.0, "stem": "imagenet", "classes": 1000, "all_layers": False}
+            "width": 1.0, "stem": "imagenet", "classes": IMAGENET_HEAD, "all_layers": False}
 for name, value in DEFAULTS.items():
     st.session_state.setdefault(K + name, value)
 
@@ -98,7 +99,7 @@ with st.container(border=True):
                                help="The fc layer's outputs. 1000 gives torchvision's exact parameter counts "
                                     "(ResNet-50: 25.6M); 10 is the head this app trains on CIFAR-10.")
         else:
-            stem, classes = "cifar", 10
+            stem, classes = "cifar", CIFAR10_HEAD
 
 # ------------------------------------------------------------------------------------------------ the models ----
 fields = dict(family=family, depth=depth, shortcut=shortcut, batchnorm=bool(batchnorm),
@@ -161,7 +162,7 @@ else:
                      "FLOPs (2 per multiply-add)."
                      + (" The rest of the difference: as torchvision (ResNet v1.5), each bottleneck here strides in "
                         "its 3×3 conv, so its first 1×1 conv works on the larger map." if d >= 50 else ""))
-        if classes != 1000:
+        if classes != IMAGENET_HEAD:
             notes.append("With the 10-class CIFAR head the fc layer is smaller than torchvision's: choose the "
                          "1000-class classifier for its parameter counts.")
     if fields["depth"] >= 1000:
