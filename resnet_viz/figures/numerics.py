@@ -195,8 +195,12 @@ def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | 
             continue
         for step, value in zip(es.tolist(), values.astype(float).tolist()):
             at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
-            batch = float(np.nanmean(loss[max(0, at - 4): at + 1]))  # the batches around that evaluation
-            if not (math.isfinite(value) and math.isfinite(batch) and batch > 0):
+            around = loss[max(0, at - 4): at + 1].astype(float)  # the batches around that evaluation
+            around = around[np.isfinite(around)]  # a diverged run's batches are NaN: nothing to compare with
+            if not (around.size and math.isfinite(value)):
+                continue
+            batch = float(around.mean())
+            if batch <= 0:
                 continue
             if value > factor * batch and (worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]):
                 worst = {"step": int(step), "split": split, "eval_loss": value, "batch_loss": batch}
