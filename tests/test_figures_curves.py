@@ -91,3 +91,48 @@ def test_spike_note_numbers_read_like_a_slide():
     m["test_loss"][0] = 3540.0
     note = figures.eval_spike_note([RunSeries("resnet-56", m, [], residual=True, depth=56)])
     assert "reaches 3,540 on the test subset at step 0" in note
+
+
+def spiking_runs() -> list[RunSeries]:
+    """plain-56 with one evaluation in eval mode at 1.3×10⁵ (as a real brief run showed), and a quiet resnet-56."""
+    m = fake_metrics(3, steps=60, evals=6)
+    m["test_loss"], m["train_loss"] = m["test_loss"].copy(), m["train_loss"].copy()
+    m["test_loss"][4], m["train_loss"][4] = 1.3e5, 9.1e4
+    return [RunSeries("plain-56", m, [], residual=False, depth=56), fake_run(residual=True, depth=56)]
+
+
+@pytest.mark.parametrize("log_y", [False, True])
+def test_an_eval_loss_spike_leaves_the_training_curves_readable_and_stays_marked(log_y):
+    runs = spiking_runs()
+    fig = figures.training_curves(runs, metric="loss", log_y=log_y)
+    lo, hi = fig.layout.yaxis.range
+    if log_y:
+        lo, hi = 10 ** lo, 10 ** hi
+    assert fig.layout.yaxis.autorange is False
+    assert hi < 5 and lo < 0.6  # every batch curve and every ordinary evaluation fits; the spike does not
+    batches = [t for t in fig.data if "batches" in t.name]
+    span = (np.log10(hi) - np.log10(lo)) if log_y else hi - lo
+    for t in batches:  # the curves fill the chart instead of its bottom tenth
+        y = np.asarray(t.y, dtype=float)
+        used = (np.log10(np.nanmax(y)) - np.log10(np.nanmin(y))) if log_y else np.nanmax(y) - np.nanmin(y)
+        assert used / span > 0.3
+    marks = [t for t in fig.data if "off the chart" in t.name]
+    assert len(marks) == 2 and {t.name for t in marks} == {"plain-56 · train set, off the chart ▲",
+                                                          "plain-56 · test set, off the chart ▲"}
+    test_mark = next(t for t in marks if "test" in t.name)
+    assert list(test_mark.x) == [int(runs[0].metrics["eval_step"][4])] and test_mark.cliponaxis is False
+    assert test_mark.marker.symbol == "triangle-up" and test_mark.text == ("test 1.3×10⁵",)
+    assert float(test_mark.customdata[0]) == 1.3e5 and "far above the top" in test_mark.hovertemplate
+    edge = fig.layout.yaxis.range[1]
+    assert float(test_mark.y[0]) == pytest.approx(10 ** edge if log_y else edge)
+    # the evaluation's own line keeps its true value: it leaves through the top of the chart
+    test_line = next(t for t in fig.data if t.name == "plain-56 · test set")
+    assert float(np.max(test_line.y)) == 1.3e5
+    assert fig.layout.meta["off_the_chart"] == 2
+
+
+def test_without_a_spike_the_loss_axis_ranges_itself():
+    fig = figures.training_curves(four_runs(), metric="loss")
+    assert fig.layout.yaxis.range is None and not [t for t in fig.data if "off the chart" in t.name]
+    errors = figures.training_curves(spiking_runs(), metric="error")  # error is bounded: nothing to clip
+    assert errors.layout.yaxis.range is None

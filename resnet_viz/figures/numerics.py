@@ -178,6 +178,31 @@ def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
     return drops
 
 
+def _batch_loss_at(steps: np.ndarray, loss: np.ndarray, step: float) -> float | None:
+    """The mean of the finite batch losses around `step` (the five up to it), or None when there are none (a diverged
+    run's batches are NaN)."""
+    at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
+    around = loss[max(0, at - 4): at + 1].astype(float)
+    around = around[np.isfinite(around)]
+    return float(around.mean()) if around.size and around.mean() > 0 else None
+
+
+def eval_spikes(metrics: Mapping[str, Any], split: str, factor: float = 10.0) -> np.ndarray | None:
+    """Which evaluations on the `split` ("train" or "test") subset have a loss more than `factor` times the
+    training batches' of the same moment (see `eval_loss_spike`): a boolean per evaluation, or None when the run has
+    no such evaluations or no batch losses to compare with."""
+    es, steps, loss = metric_array(metrics, "eval_step"), metric_array(metrics, "step"), metric_array(metrics, "loss")
+    values = metric_array(metrics, f"{split}_loss")
+    if es is None or steps is None or loss is None or values is None or len(steps) != len(loss) \
+            or len(values) != len(es):
+        return None
+    spikes = np.zeros(len(es), dtype=bool)
+    for i, (step, value) in enumerate(zip(es.tolist(), values.astype(float).tolist())):
+        batch = _batch_loss_at(steps, loss, step)
+        spikes[i] = batch is not None and math.isfinite(value) and value > factor * batch
+    return spikes
+
+
 def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | None:
     """The evaluation whose loss most exceeds the training-batch loss of the same moment, when it does so by more
     than `factor`: {"step", "split" ("train" or "test" subset), "eval_loss", "batch_loss"}; None when none does.
@@ -185,23 +210,29 @@ def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | 
     Evaluations run in eval mode, where BatchNorm normalises with its running averages instead of the batch's own
     statistics; early in training those averages lag behind fast-changing weights, and in a deep plain net the
     mismatch compounds layer after layer into losses of 10³–10⁵ while the batches' loss is ordinary."""
-    es, steps, loss = metric_array(metrics, "eval_step"), metric_array(metrics, "step"), metric_array(metrics, "loss")
-    if es is None or steps is None or loss is None or len(steps) != len(loss):
-        return None
     worst = None
     for split in ("train", "test"):
-        values = metric_array(metrics, f"{split}_loss")
-        if values is None or len(values) != len(es):
+        spikes = eval_spikes(metrics, split, factor)
+        if spikes is None:
             continue
-        for step, value in zip(es.tolist(), values.astype(float).tolist()):
-            at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
-            around = loss[max(0, at - 4): at + 1].astype(float)  # the batches around that evaluation
-            around = around[np.isfinite(around)]  # a diverged run's batches are NaN: nothing to compare with
-            if not (around.size and math.isfinite(value)):
-                continue
-            batch = float(around.mean())
-            if batch <= 0:
-                continue
-            if value > factor * batch and (worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]):
+        steps, loss = metric_array(metrics, "step"), metric_array(metrics, "loss")
+        values = metric_array(metrics, f"{split}_loss").astype(float)
+        for step, value in zip(metric_array(metrics, "eval_step")[spikes].tolist(), values[spikes].tolist()):
+            batch = _batch_loss_at(steps, loss, step)
+            if worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]:
                 worst = {"step": int(step), "split": split, "eval_loss": value, "batch_loss": batch}
     return worst
+
+
+def losses_without_spikes(metrics: Mapping[str, Any]) -> list[np.ndarray]:
+    """A run's batch losses and its evaluation losses, less the evaluations `eval_spikes` marks: what a loss chart
+    shows on its axis (`curves.training_curves` marks the spikes on the top edge instead), e.g. to decide whether it
+    needs a log scale."""
+    out = [a for a in (metric_array(metrics, "loss"),) if a is not None]
+    for split in ("train", "test"):
+        values = metric_array(metrics, f"{split}_loss")
+        if values is None:
+            continue
+        spikes = eval_spikes(metrics, split)
+        out.append(values if spikes is None or len(spikes) != len(values) else values[~spikes])
+    return out
