@@ -32,15 +32,16 @@ if chosen:
                 "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
-    # An evaluation far above the batches is marked on the chart's top edge, not scaled to: it needs no log scale.
-    losses = [a for run in chosen for a in figures.losses_without_spikes(run.metrics)]
+    # The chart's axis follows the batch curves (an evaluation far above them is marked on its top edge), so they
+    # alone decide whether it needs a log scale.
+    losses = [run.metrics.get("loss") for run in chosen]
     loss_log_key = ui.KEEP_PREFIX + "compare_loss_log"
     loss_log = st.toggle("Log scale for the loss", key=loss_log_key,
                          on_change=ui.follow_data(loss_log_key, figures.spans_decades(losses)),
-                         help="On by default when the chosen runs' losses span two decades or more, e.g. a run "
-                              "that diverged. An evaluation far above the training batches (BatchNorm's running "
-                              "statistics, early in a deep plain net) is marked ▲ on the top edge instead. It "
-                              "follows your selection until you set it yourself.")
+                         help="On by default when the chosen runs' batch losses span two decades or more, e.g. a "
+                              "run that diverged. An evaluation far above the batches (BatchNorm's running "
+                              "statistics, early in a deep plain net) is marked ▲ on the chart's top edge instead. "
+                              "It follows your selection until you set it yourself.")
     ui.plotly(figures.training_curves(series, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
     spike_note = figures.eval_spike_note(series)
     if spike_note:

@@ -119,17 +119,38 @@ def test_relative_depth_follows_the_selection_until_set(store, monkeypatch):
     assert relative() is True  # … stays
 
 
-def test_loss_log_scale_follows_the_selection_and_a_spike_is_explained(store, monkeypatch):
+def test_a_spike_is_marked_and_explained_without_a_log_scale(store, monkeypatch):
+    """plain-56's evaluation at 1.2×10⁵ is marked on the loss chart's top edge and explained below it; the batch
+    curves decide the scale, so it stays linear."""
     root, ids = store
     at = page("5_Compare_runs.py", root, monkeypatch).run()
     no_exception(at)
-    log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
-    assert log() is True  # plain-56's spike spans decades
+    assert at.toggle(key="keep_compare_loss_log").value is False
+    [loss] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Training loss" in c.proto.spec]
+    assert loss["layout"]["meta"]["off_the_chart"] == 1 and loss["layout"]["yaxis"]["range"][1] < 5
     assert any("Why the evaluation loss spikes" in m.value and "plain-56" in m.value for m in at.markdown)
     at.multiselect(key="keep_compare_runs").set_value([ids["plain-20"], ids["resnet-20"]]).run()
-    assert log() is False and not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
+    assert not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
+
+
+def test_loss_log_scale_follows_the_selection_until_set(tmp_path, monkeypatch):
+    """On for a run whose batch losses span decades (it diverged), off without it — until the user sets it."""
+    s = RunStore(tmp_path)
+    calm = add_run(s, 20, True, "resnet-20", 100.0)
+    metrics = synthetic_metrics(20, False)
+    metrics["loss"] = np.geomspace(2.3, 4e4, len(metrics["loss"]))
+    writer = s.create(RunConfig(model=ModelConfig(depth=20, residual=False), train=BRIEF, name="plain-20"))
+    writer.write_metrics(metrics, cifar_layer_names(20))
+    writer.set_status("diverged", step=60)
+    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    no_exception(at)
+    log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
+    at.multiselect(key="keep_compare_runs").set_value([writer.id, calm]).run()
+    assert log() is True
+    at.multiselect(key="keep_compare_runs").set_value([calm]).run()
+    assert log() is False
     at.toggle(key="keep_compare_loss_log").set_value(True).run()
-    at.multiselect(key="keep_compare_runs").set_value([ids["resnet-20"]]).run()
+    at.multiselect(key="keep_compare_runs").set_value([writer.id]).run()
     assert log() is True  # set by the user: it stays
 
 

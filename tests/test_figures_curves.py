@@ -110,29 +110,38 @@ def test_an_eval_loss_spike_leaves_the_training_curves_readable_and_stays_marked
         lo, hi = 10 ** lo, 10 ** hi
     assert fig.layout.yaxis.autorange is False
     assert hi < 5 and lo < 0.6  # every batch curve and every ordinary evaluation fits; the spike does not
-    batches = [t for t in fig.data if "batches" in t.name]
     span = (np.log10(hi) - np.log10(lo)) if log_y else hi - lo
-    for t in batches:  # the curves fill the chart instead of its bottom tenth
+    for t in (t for t in fig.data if "batches" in t.name):  # the curves fill the chart, not its bottom tenth
         y = np.asarray(t.y, dtype=float)
         used = (np.log10(np.nanmax(y)) - np.log10(np.nanmin(y))) if log_y else np.nanmax(y) - np.nanmin(y)
         assert used / span > 0.3
-    marks = [t for t in fig.data if "off the chart" in t.name]
-    assert len(marks) == 2 and {t.name for t in marks} == {"plain-56 · train set, off the chart ▲",
-                                                          "plain-56 · test set, off the chart ▲"}
-    test_mark = next(t for t in marks if "test" in t.name)
-    assert list(test_mark.x) == [int(runs[0].metrics["eval_step"][4])] and test_mark.cliponaxis is False
-    assert test_mark.marker.symbol == "triangle-up" and test_mark.text == ("test 1.3×10⁵",)
-    assert float(test_mark.customdata[0]) == 1.3e5 and "far above the top" in test_mark.hovertemplate
+    marks = {t.name: t for t in fig.data if "above the chart" in t.name}
+    assert set(marks) == {"plain-56 · train set above the chart ▲ (up to 9.1×10⁴)",
+                          "plain-56 · test set above the chart ▲ (up to 1.3×10⁵)"}
+    mark = marks["plain-56 · test set above the chart ▲ (up to 1.3×10⁵)"]
+    assert list(mark.x) == [int(runs[0].metrics["eval_step"][4])] and mark.cliponaxis is False
+    assert mark.marker.symbol == "triangle-up" and mark.legendgroup == "plain-56"
+    assert float(mark.customdata[0]) == 1.3e5 and "above the top of this chart" in mark.hovertemplate
     edge = fig.layout.yaxis.range[1]
-    assert float(test_mark.y[0]) == pytest.approx(10 ** edge if log_y else edge)
+    assert float(mark.y[0]) == pytest.approx(10 ** edge if log_y else edge)  # on the top edge
     # the evaluation's own line keeps its true value: it leaves through the top of the chart
-    test_line = next(t for t in fig.data if t.name == "plain-56 · test set")
-    assert float(np.max(test_line.y)) == 1.3e5
+    assert float(np.max(next(t for t in fig.data if t.name == "plain-56 · test set").y)) == 1.3e5
     assert fig.layout.meta["off_the_chart"] == 2
+
+
+def test_an_evaluation_a_few_times_the_batches_is_off_the_chart_too():
+    """A brief ResNet-56's test loss at 7× its batches' (a real run: 21 against 3): below the note's factor 10, but it
+    would still squash the batches into the bottom tenth."""
+    m = fake_metrics(3, steps=60, evals=6)
+    m["test_loss"] = m["test_loss"].copy()
+    m["test_loss"][2] = 12.0  # batches at about 1.7 then
+    fig = figures.training_curves([RunSeries("resnet-56", m, [], residual=True, depth=56)])
+    assert fig.layout.yaxis.range[1] < 3 and fig.layout.meta["off_the_chart"] == 1
+    assert figures.eval_loss_spike(m) is None  # no BatchNorm story to tell for it
 
 
 def test_without_a_spike_the_loss_axis_ranges_itself():
     fig = figures.training_curves(four_runs(), metric="loss")
-    assert fig.layout.yaxis.range is None and not [t for t in fig.data if "off the chart" in t.name]
+    assert fig.layout.yaxis.range is None and not [t for t in fig.data if "above the chart" in t.name]
     errors = figures.training_curves(spiking_runs(), metric="error")  # error is bounded: nothing to clip
     assert errors.layout.yaxis.range is None

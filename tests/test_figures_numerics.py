@@ -78,10 +78,3 @@ def test_eval_loss_spike_says_nothing_and_warns_nothing_about_batches_that_are_a
         spike = figures.eval_loss_spike(m)
     assert spike is not None and spike["step"] == 4 and spike["batch_loss"] == 2.0
 
-
-def test_losses_without_spikes_leave_out_only_the_spiking_evaluations():
-    m = {"step": np.arange(10), "loss": np.full(10, 2.0), "eval_step": np.array([4, 9]),
-         "train_loss": np.array([2.1, 1.9]), "test_loss": np.array([1.3e5, 2.2])}
-    batches, train, test = figures.losses_without_spikes(m)
-    assert len(batches) == 10 and list(train) == [2.1, 1.9] and list(test) == [2.2]
-    assert figures.spans_decades([m["loss"], m["test_loss"]]) and not figures.spans_decades([batches, train, test])

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import PAPER_TABLE6_ERROR
-from .numerics import ema, eval_loss_spike, eval_spikes, lr_drop_steps, metric_array, thin_indices
+from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, thin_indices
 from .runs import RunSeries, as_runs
 from .style import base_layout, run_colors
 
@@ -30,10 +30,10 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     """Loss (or error) of several runs against iterations: per-batch values (faint) and their EMA (solid), and the
     evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds).
 
-    An evaluation loss far above the batches' (`eval_spikes`: BatchNorm's running statistics early in a deep plain
-    net's training, 10⁵ against 2.3) would squash every curve into the bottom of the chart: the y-axis stops just
-    above the other values, the evaluation's line leaves through the top, and a ▲ at the top edge, labelled with
-    its value, marks the event."""
+    An evaluation loss far above the batches' (BatchNorm's running statistics early in a deep plain net's training:
+    10⁵ against 2.3) would squash every curve into the bottom of the chart. The y-axis therefore stays within
+    OFF_THE_CHART times the highest batch curve: an evaluation above that leaves through the top edge, where a ▲
+    marks it (its value in the hover and its largest in the legend)."""
     if metric not in ("loss", "error"):
         raise ValueError("metric must be 'loss' or 'error'.")
     runs = as_runs(runs)
@@ -42,15 +42,15 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     unit = "" if metric == "loss" else "%"
     step_key = "loss" if metric == "loss" else "batch_error"
     fig = go.Figure()
-    shown: list[np.ndarray] = []  # the values the y-axis must show: everything but the spikes
-    spikes: list[tuple[RunSeries, str, str, np.ndarray, np.ndarray]] = []  # (run, colour, split, steps, losses)
+    batches: list[np.ndarray] = []  # the batch curves as drawn: the y-axis always shows them
+    evaluations: list[tuple[RunSeries, str, str, np.ndarray, np.ndarray]] = []  # (run, colour, split, steps, values)
     for run, color in zip(runs, colors):
         m = run.metrics
         steps, y = metric_array(m, "step"), metric_array(m, step_key)
         if steps is not None and y is not None and len(steps) == len(y):
             y = y.astype(float) * scale
             keep = thin_indices(len(y))
-            shown.append(y[keep] if show_raw and 0 < smoothing < 1 else ema(y, smoothing)[keep])
+            batches.append(y[keep] if show_raw and 0 < smoothing < 1 else ema(y, smoothing)[keep])
             if show_raw and 0 < smoothing < 1:
                 fig.add_trace(go.Scatter(
                     x=steps[keep], y=y[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
@@ -70,11 +70,7 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
                 v = metric_array(m, f"{split}_{metric}")
                 if v is None or len(v) != len(es):
                     continue
-                off = eval_spikes(m, split) if metric == "loss" else None
-                off = np.zeros(len(es), dtype=bool) if off is None else off
-                shown.append(v[~off].astype(float) * scale)
-                if off.any():
-                    spikes.append((run, color, split, es[off], v[off].astype(float)))
+                evaluations.append((run, color, split, es, v.astype(float)))
                 fig.add_trace(go.Scatter(
                     x=es, y=v.astype(float) * scale, mode="lines+markers",
                     line=dict(color=color, width=width, dash=dash), marker=dict(symbol=symbol, size=7, color=color),
@@ -87,39 +83,48 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     base_layout(fig, title or f"{what.split(' (')[0]} during training", height=480, hovermode="closest")
     fig.update_xaxes(title_text="iteration (SGD step)", rangemode="tozero")
     fig.update_yaxes(title_text=what + (" — log scale" if log_y else ""), type="log" if log_y else "linear")
-    if spikes:
-        _mark_off_the_chart(fig, spikes, shown, log_y)
+    if metric == "loss":
+        _keep_batches_readable(fig, batches, evaluations, log_y)
     return fig
 
 
-def _mark_off_the_chart(fig: go.Figure, spikes: list, shown: list[np.ndarray], log_y: bool) -> None:
-    """Stop the y-axis just above the values in `shown` and mark each spike with a ▲ on the top edge, labelled with
-    its value; hovering it tells the whole story."""
-    values = np.concatenate(shown) if shown else np.zeros(0)
-    keep = np.isfinite(values) & (values > 0) if log_y else np.isfinite(values)
-    values = values[keep]
-    if not values.size:
+OFF_THE_CHART = 2.0  # a loss chart's y-axis reaches at most this many times its highest batch curve
+
+
+def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluations: list, log_y: bool) -> None:
+    """When an evaluation exceeds OFF_THE_CHART times the highest batch curve, stop the y-axis just above
+    everything else and mark each such evaluation with a ▲ on the top edge, in its run's colour; the legend entry
+    names the largest, the hover each one."""
+    drawn = np.concatenate(batches) if batches else np.zeros(0)
+    drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
+    if not drawn.size:
         return
-    top = float(values.max())
+    limit = OFF_THE_CHART * float(drawn.max())
+    off = [(run, color, split, steps, values, np.isfinite(values) & (values > limit))
+           for run, color, split, steps, values in evaluations]
+    if not any(mask.any() for *_, mask in off):
+        return
+    inside = [values[np.isfinite(values) & (values > 0) & (values <= limit)] for *_, values, _ in off]
+    inside = np.concatenate([drawn, *inside])
+    top, bottom = float(inside.max()), float(inside.min())
     if log_y:
-        y_range = [math.log10(float(values.min()) / 1.15), math.log10(top * 1.35)]
+        y_range = [math.log10(bottom / 1.15), math.log10(top * 1.35)]
         edge = 10 ** y_range[1]
     else:
-        y_range = [min(0.0, float(values.min())), top * 1.15]
+        y_range = [0.0, top * 1.15]
         edge = y_range[1]
     fig.update_yaxes(range=y_range, autorange=False)
-    for run, color, split, steps, losses in spikes:
+    for run, color, split, steps, values, mask in off:
+        if not mask.any():
+            continue
         fig.add_trace(go.Scatter(
-            x=steps, y=np.full(len(steps), edge), mode="markers+text", cliponaxis=False,
-            marker=dict(symbol="triangle-up", size=14, color=color, line=dict(color="white", width=1)),
-            text=[f"{split} {_readable(v)}" for v in losses], textposition="bottom left",
-            textfont=dict(color=color, size=12),
-            name=f"{run.label} · {split} set, off the chart ▲", legendgroup=run.label,
-            customdata=losses,
-            hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}, far above "
-                           "the top of this chart<br>(eval mode: BatchNorm's running statistics lag behind — see "
-                           "the note)<extra></extra>")))
-    fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": sum(len(s[3]) for s in spikes)})
+            x=steps[mask], y=np.full(int(mask.sum()), edge), mode="markers", cliponaxis=False,
+            marker=dict(symbol="triangle-up", size=13, color=color, line=dict(color="white", width=1)),
+            name=f"{run.label} · {split} set above the chart ▲ (up to {_readable(float(values[mask].max()))})",
+            legendgroup=run.label, customdata=values[mask],
+            hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}: above the "
+                           "top of this chart<extra></extra>")))
+    fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": int(sum(m.sum() for *_, m in off))})
 
 
 def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_source: str = "eval",

@@ -223,16 +223,3 @@ def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | 
                 worst = {"step": int(step), "split": split, "eval_loss": value, "batch_loss": batch}
     return worst
 
-
-def losses_without_spikes(metrics: Mapping[str, Any]) -> list[np.ndarray]:
-    """A run's batch losses and its evaluation losses, less the evaluations `eval_spikes` marks: what a loss chart
-    shows on its axis (`curves.training_curves` marks the spikes on the top edge instead), e.g. to decide whether it
-    needs a log scale."""
-    out = [a for a in (metric_array(metrics, "loss"),) if a is not None]
-    for split in ("train", "test"):
-        values = metric_array(metrics, f"{split}_loss")
-        if values is None:
-            continue
-        spikes = eval_spikes(metrics, split)
-        out.append(values if spikes is None or len(spikes) != len(values) else values[~spikes])
-    return out
