@@ -181,9 +181,13 @@ def follow_data(key: str, value: Any) -> Callable[[], None]:
     return lambda: st.session_state.__setitem__(touched, True)
 
 
+# Presentation mode: larger type; less blank space above the title, so a projector's 720 rows show more; tab strips
+# that wrap onto a second row instead of scrolling their last tabs out of sight.
 PRESENTATION_CSS = """<style>
 html { font-size: 21px; }
 [data-testid="stSidebar"] { font-size: 18px; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
+[data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; }
 </style>"""
 
 

@@ -59,7 +59,11 @@ compare them fairly.
 
 # ----------------------------------------------------------------------------------------------------- controls ----
 with st.container(border=True):
-    c_family, c_depth, c_shortcut, c_more = st.columns([1.1, 1.4, 1.2, 1.1], gap="medium")
+    if ui.presentation():  # a projector's larger type needs two rows of two: four columns cut labels to "Batc…"
+        c_family, c_depth = st.columns(2, gap="medium")
+        c_shortcut, c_more = st.columns(2, gap="medium")
+    else:
+        c_family, c_depth, c_shortcut, c_more = st.columns([1.1, 1.4, 1.2, 1.1], gap="medium")
     with c_family:
         family = st.radio("Family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key=K + "family",
                           on_change=on_family_change,

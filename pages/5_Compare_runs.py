@@ -29,7 +29,8 @@ if chosen:
     ui.plotly(figures.fig6_error_curves(series, log_y=log_y), key="fig6")
     st.markdown("**What you are looking at.** As in the paper's Fig. 6: plain nets on the left, ResNets on the "
                 "right; thin dashed lines are training error, bold lines test error (both on fixed evaluation "
-                "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
+                "subsets). Colour marks the run: warm for plain nets, cool for ResNets, darker for deeper ones. "
+                "The dotted lines are the paper's Table 6 test errors after the full "
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
     # The chart's axis follows the batch curves (an evaluation far above them is marked on its top edge), so they

@@ -19,14 +19,21 @@ def test_training_curves(runs):
     assert isinstance(fig, go.Figure)
     names = [t.name for t in fig.data]
     for r in runs:
-        assert f"{r.label} · batches (EMA 0.9)" in names
+        assert r.label in names  # the smoothed batch curve carries the run's one legend entry
         assert f"{r.label} · train set" in names and f"{r.label} · test set" in names
+    # a short legend: one entry per run, then a grey key to the line styles (a legend beside the plot took 40% of it)
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == [r.label for r in runs] + ["batches (EMA 0.9)", "train set (evaluations)",
+                                                 "test set (evaluations)"]
+    key = [t for t in fig.data if t.legendgroup.startswith("key")]
+    assert all(t.x == (None,) and t.line.color == "#888888" for t in key)
+    assert next(t for t in key if t.name.startswith("train")).line.dash == "dot"
     assert fig.layout.yaxis.type == "linear" and "iteration" in fig.layout.xaxis.title.text
     err = figures.training_curves(runs[:1], metric="error", log_y=True, show_raw=False)
     assert err.layout.yaxis.type == "log"
     test_trace = next(t for t in err.data if t.name.endswith("test set"))
     assert np.allclose(test_trace.y, runs[0].metrics["test_error"] * 100)  # percent
-    assert len(err.data) == 3  # EMA + train + test, no raw trace
+    assert len([t for t in err.data if not t.legendgroup.startswith("key")]) == 3  # EMA + train + test, no raw
     with pytest.raises(ValueError):
         figures.training_curves(runs, metric="accuracy")
 
@@ -41,10 +48,12 @@ def test_fig6_error_curves(runs):
     fig = figures.fig6_error_curves(runs)
     assert fig.layout.annotations[0].text == "plain networks"
     by_name = {t.name: t for t in fig.data}
-    assert by_name["plain-56 test"].xaxis == "x" and by_name["resnet-56 test"].xaxis == "x2"
-    assert by_name["plain-56 train"].line.dash == "dash" and by_name["plain-56 test"].line.width > \
+    assert by_name["plain-56"].xaxis == "x" and by_name["resnet-56"].xaxis == "x2"  # the test errors
+    assert by_name["plain-56 train"].line.dash == "dash" and by_name["plain-56"].line.width > \
         by_name["plain-56 train"].line.width
-    assert by_name["plain-20 test"].line.color == by_name["plain-20 train"].line.color  # colour = depth
+    assert by_name["plain-20"].line.color == by_name["plain-20 train"].line.color  # colour = the run
+    assert [t.name for t in fig.data if t.showlegend is not False] == \
+        [r.label for r in runs] + ["training error", "test error"]  # one entry per run, a key to the styles
     # Table 6 reference lines in the residual panel only, for the depths present
     refs = [t for t in fig.data if t.name.startswith("paper ResNet")]
     assert {t.name for t in refs} == {f"paper ResNet-20: {PAPER_TABLE6_ERROR[20]:.2f}%",
@@ -111,11 +120,12 @@ def test_an_eval_loss_spike_leaves_the_training_curves_readable_and_stays_marked
     assert fig.layout.yaxis.autorange is False
     assert hi < 5 and lo < 0.6  # every batch curve and every ordinary evaluation fits; the spike does not
     span = (np.log10(hi) - np.log10(lo)) if log_y else hi - lo
-    for t in (t for t in fig.data if "batches" in t.name):  # the curves fill the chart, not its bottom tenth
+    for t in (t for t in fig.data if t.name in ("plain-56", "resnet-56")):  # the smoothed batch curves fill the
+        # chart, not its bottom tenth
         y = np.asarray(t.y, dtype=float)
         used = (np.log10(np.nanmax(y)) - np.log10(np.nanmin(y))) if log_y else np.nanmax(y) - np.nanmin(y)
         assert used / span > 0.3
-    marks = {t.name: t for t in fig.data if "above the chart" in t.name}
+    marks = {t.name: t for t in fig.data if "above the chart" in t.name and not t.legendgroup.startswith("key")}
     assert set(marks) == {"plain-56 · train set above the chart ▲ (up to 9.1×10⁴)",
                           "plain-56 · test set above the chart ▲ (up to 1.3×10⁵)"}
     mark = marks["plain-56 · test set above the chart ▲ (up to 1.3×10⁵)"]
@@ -127,6 +137,7 @@ def test_an_eval_loss_spike_leaves_the_training_curves_readable_and_stays_marked
     # the evaluation's own line keeps its true value: it leaves through the top of the chart
     assert float(np.max(next(t for t in fig.data if t.name == "plain-56 · test set").y)) == 1.3e5
     assert fig.layout.meta["off_the_chart"] == 2
+    assert [t.name for t in fig.data if t.showlegend is not False][-1] == "evaluation above the chart (up to 1.3×10⁵)"
 
 
 def test_an_evaluation_a_few_times_the_batches_is_off_the_chart_too():

@@ -24,11 +24,26 @@ def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
 
 
 # ---------------------------------------------------------------------------------------- loss/error curves ----
+EVAL_STYLE = {"train": (dict(width=1.5, dash="dot"), dict(symbol="circle-open", size=7)),
+              "test": (dict(width=3, dash="solid"), dict(symbol="diamond", size=7))}
+KEY_COLOR = "#888888"
+
+
+def _key(fig: go.Figure, name: str, line: dict | None, marker: dict | None) -> None:
+    """A legend entry in grey that explains a line or marker style used by every run; it draws nothing."""
+    mode = "+".join(m for m, style in (("lines", line), ("markers", marker)) if style is not None)
+    # a group of its own: in a horizontal legend the entries of one group stack up instead of sitting in a row
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode=mode, name=name, legendgroup=f"key: {name}", hoverinfo="skip",
+                             line=dict(color=KEY_COLOR, **(line or {})), marker=dict(color=KEY_COLOR, **(marker or {}))))
+
+
 def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: float = 0.9, log_y: bool = False,
                     show_raw: bool = True, show_eval: bool = True, mark_lr_drops: bool = True,
                     title: str | None = None) -> go.Figure:
     """Loss (or error) of several runs against iterations: per-batch values (faint) and their EMA (solid), and the
-    evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds).
+    evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds). The legend has
+    one entry per run (a click hides all its lines) and a grey key to the line styles: a short legend, which leaves
+    the plot its width.
 
     An evaluation loss far above the batches' (BatchNorm's running statistics early in a deep plain net's training:
     10⁵ against 2.3) would squash every curve into the bottom of the chart. The y-axis therefore stays within
@@ -59,24 +74,28 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
                                   "<extra></extra>"))
             smooth = ema(y, smoothing)
             fig.add_trace(go.Scatter(
-                x=steps[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=2),
-                name=f"{run.label} · batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""),
+                x=steps[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=2), name=run.label,
                 legendgroup=run.label,
                 hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>batch {metric}"
                               f"{' (smoothed)' if 0 < smoothing < 1 else ''} %{{y:{fmt}}}{unit}<extra></extra>"))
         es = metric_array(m, "eval_step")
         if show_eval and es is not None:
-            for split, dash, symbol, width in (("train", "dot", "circle-open", 1.5), ("test", "solid", "diamond", 3)):
+            for split, (line, marker) in EVAL_STYLE.items():
                 v = metric_array(m, f"{split}_{metric}")
                 if v is None or len(v) != len(es):
                     continue
                 evaluations.append((run, color, split, es, v.astype(float)))
                 fig.add_trace(go.Scatter(
-                    x=es, y=v.astype(float) * scale, mode="lines+markers",
-                    line=dict(color=color, width=width, dash=dash), marker=dict(symbol=symbol, size=7, color=color),
-                    name=f"{run.label} · {split} set", legendgroup=run.label,
+                    x=es, y=v.astype(float) * scale, mode="lines+markers", line=dict(color=color, **line),
+                    marker=dict(color=color, **marker),
+                    name=f"{run.label} · {split} set", legendgroup=run.label, showlegend=False,
                     hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set {metric} %{{y:{fmt}}}{unit}"
                                   "<extra></extra>"))
+    if batches:
+        _key(fig, "batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""), dict(width=2), None)
+    for split in ("train", "test"):
+        if any(e[2] == split for e in evaluations):
+            _key(fig, f"{split} set (evaluations)", *EVAL_STYLE[split])
     if mark_lr_drops:
         _mark_lr_drops(fig, runs)
     what = "Loss (cross-entropy)" if metric == "loss" else "Error (%)"
@@ -121,17 +140,21 @@ def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluation
             x=steps[mask], y=np.full(int(mask.sum()), edge), mode="markers", cliponaxis=False,
             marker=dict(symbol="triangle-up", size=13, color=color, line=dict(color="white", width=1)),
             name=f"{run.label} · {split} set above the chart ▲ (up to {_readable(float(values[mask].max()))})",
-            legendgroup=run.label, customdata=values[mask],
+            legendgroup=run.label, showlegend=False, customdata=values[mask],
             hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}: above the "
                            "top of this chart<extra></extra>")))
+    highest = max(float(values[mask].max()) for *_, values, mask in off if mask.any())
+    _key(fig, f"evaluation above the chart (up to {_readable(highest)})", None,
+         dict(symbol="triangle-up", size=13))
     fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": int(sum(m.sum() for *_, m in off))})
 
 
 def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_source: str = "eval",
                       smoothing: float = 0.9, show_paper: bool = True, title: str | None = None) -> go.Figure:
     """Paper Fig. 6 style: plain nets left, ResNets right; thin dashed = training error, bold = test error; colour =
-    depth. The residual panel carries Table 6's test errors (full 64k-iteration training) as dotted reference lines
-    for the depths shown.
+    the run (warm plain, cool residual, darker deeper). The residual panel carries Table 6's test errors (full
+    64k-iteration training) as dotted reference lines for the depths shown. The legend: one entry per run and a grey
+    key to the two line styles.
 
     train_source: "eval" = error on the fixed training subset at each evaluation (falls back to the batches when a
     run has no evaluations), "batch" = EMA of the per-batch training error."""
@@ -157,13 +180,13 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
         if tx is not None:
             fig.add_trace(go.Scatter(
                 x=tx, y=ty, mode="lines", line=dict(color=color, width=1.3, dash="dash"),
-                name=f"{run.label} train", legendgroup=run.label,
+                name=f"{run.label} train", legendgroup=run.label, showlegend=False,
                 hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>training error ({how}) %{{y:.2f}}%"
                               "<extra></extra>"), row=1, col=col)
         if es is not None and te is not None and len(te) == len(es):
             fig.add_trace(go.Scatter(
                 x=es, y=te.astype(float) * 100, mode="lines", line=dict(color=color, width=3.2),
-                name=f"{run.label} test", legendgroup=run.label,
+                name=run.label, legendgroup=run.label,
                 hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>test error %{{y:.2f}}%<extra></extra>"),
                 row=1, col=col)
     if show_paper:
@@ -177,7 +200,7 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
             text = f"paper ResNet-{depth}: {err:.2f}%"
             fig.add_trace(go.Scatter(
                 x=xs, y=np.full(len(xs), err), mode="lines", line=dict(color=depth_color[depth], width=1.5, dash="dot"),
-                name=text, legendgroup=f"paper-{depth}",
+                name=text, legendgroup=f"paper-{depth}", showlegend=False,  # named by the label block instead
                 hovertemplate=f"<b>{text}</b> test error<br>He et al. 2015, Table 6: full 64k-iteration training "
                               f"on all 50k images<extra></extra>"), row=1, col=2)
         if depth_color:
@@ -191,6 +214,8 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
                                yanchor="bottom", align="right", showarrow=False, yshift=4,
                                text="<br>".join(["paper, Table 6 (dotted):"] + lines), font=dict(size=11),
                                bgcolor="rgba(255,255,255,0.8)", row=1, col=2)
+    _key(fig, "training error", dict(width=1.3, dash="dash"), None)
+    _key(fig, "test error", dict(width=3.2), None)
     _mark_lr_drops(fig, runs, row=1, col="all")
     base_layout(fig, title or "Training error (dashed) and test error (bold) — paper Fig. 6 style", height=520,
                  hovermode="closest")

@@ -8,6 +8,7 @@ Plain networks are drawn in warm colours (yellow → dark red as they get deeper
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ HEATMAP_SCALE = "Viridis"
 STEP_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 FONT = dict(size=13)
 PRESENTATION_SCALE = 1.6  # presentation mode: type this many times larger, lines and markers thicker
+PRESENTATION_TICK_PX = 18  # presentation mode: the smallest tick label, in pixels (the back row reads 16 px and up)
+PRESENTATION_INK = "#262730"  # presentation mode: text in dark grey, not the theme's light grey
 FONT_KEYS = ("font", "tickfont", "textfont", "titlefont", "insidetextfont", "outsidetextfont", "hoverlabel")
 
 
@@ -84,14 +87,50 @@ def _enlarge(node: Any, scale: float, thicker: float) -> None:
 TRACE_STYLE_KEYS = ("line", "marker", "textfont", "colorbar", "insidetextfont", "outsidetextfont", "hoverlabel")
 
 
+def _dark_and_large(font: dict, size: float) -> dict:
+    return {**font, "size": max(font.get("size") or 0, size), "color": PRESENTATION_INK}
+
+
+def _readable_axes(layout: dict, tick_px: float) -> None:
+    """Every axis (2-D subplots, 3-D scenes) and colour bar with tick labels of at least `tick_px` in dark grey;
+    axis titles likewise. Set explicitly, because Streamlit's chart theme otherwise gives ticks 12 px light grey."""
+    axes = [v for k, v in layout.items() if re.fullmatch(r"[xy]axis\d*", k) and isinstance(v, dict)]
+    for scene in (v for k, v in layout.items() if re.fullmatch(r"scene\d*", k) and isinstance(v, dict)):
+        axes += [scene.setdefault(k, {}) for k in ("xaxis", "yaxis", "zaxis")]
+    for axis in axes:
+        axis["tickfont"] = _dark_and_large(axis.get("tickfont") or {}, tick_px)
+        title = axis.get("title")
+        title = {"text": title} if isinstance(title, str) else dict(title or {})
+        title["font"] = _dark_and_large(title.get("font") or {}, tick_px)
+        axis["title"] = title
+    colorbars = [layout[k].get("colorbar") for k in layout if k.startswith("coloraxis") and isinstance(layout[k], dict)]
+    for bar in (b for b in colorbars if isinstance(b, dict)):
+        bar["tickfont"] = _dark_and_large(bar.get("tickfont") or {}, tick_px)
+
+
+def _legend_below(layout: dict) -> None:
+    """A horizontal legend under the plot, so the plot keeps the full width (a legend at the side takes 40% of it
+    on a projector)."""
+    if layout.get("showlegend") is False:
+        return
+    legend = dict(layout.get("legend") or {})
+    legend.update(orientation="h", x=0.0, xanchor="left", y=0.0, yanchor="bottom", yref="container",
+                  font=_dark_and_large(legend.get("font") or {}, PRESENTATION_TICK_PX))
+    layout["legend"] = legend
+
+
 def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figure:
-    """The same figure, readable from the back of a lecture hall: all type `scale` times larger, lines and markers
-    thicker, the figure taller and its margins wider. Returns a new figure; `fig` is left as it is."""
+    """The same figure, readable from the back of a lecture hall: all type `scale` times larger and dark grey, tick
+    labels at least PRESENTATION_TICK_PX, lines and markers thicker, the legend under the plot instead of beside it,
+    the figure taller and its margins wider. Returns a new figure; `fig` is left as it is."""
     thicker = scale ** 0.75
     big = go.Figure(fig)
     layout = copy.deepcopy(big.layout.to_plotly_json())
     layout.setdefault("font", {}).setdefault("size", 12)
     _enlarge(layout, scale, thicker)
+    layout["font"]["color"] = PRESENTATION_INK
+    _readable_axes(layout, PRESENTATION_TICK_PX)
+    _legend_below(layout)
     if isinstance(layout.get("height"), (int, float)):
         layout["height"] = int(layout["height"] * (1 + (scale - 1) / 2))
     margin = layout.get("margin") or {}
@@ -103,5 +142,8 @@ def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figur
     for trace in big.data:  # only the styling is rewritten: the data arrays stay as they are
         style = copy.deepcopy({k: v for k, v in trace.to_plotly_json().items() if k in TRACE_STYLE_KEYS})
         _enlarge(style, scale, thicker)
+        if isinstance(style.get("colorbar"), dict):
+            bar = style["colorbar"]
+            bar["tickfont"] = _dark_and_large(bar.get("tickfont") or {}, PRESENTATION_TICK_PX)
         trace.update(style)
     return big

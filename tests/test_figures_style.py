@@ -1,0 +1,63 @@
+"""Presentation mode's version of every kind of figure (`for_projector`): legends under the plot, tick labels of at
+least 16 px in dark grey on every axis and colour bar, the original left as it is."""
+import numpy as np
+import pytest
+
+from figure_fixtures import four_runs
+from resnet_viz import figures
+from resnet_viz.figures import AnalysisSeries as S
+from resnet_viz.figures.style import PRESENTATION_INK
+
+
+def axes(layout) -> list:
+    found = [layout[k] for k in layout if k.startswith(("xaxis", "yaxis"))]
+    for scene in (layout[k] for k in layout if k.startswith("scene")):
+        found += [scene["xaxis"], scene["yaxis"], scene["zaxis"]]
+    return found
+
+
+def every_kind_of_figure():
+    runs = four_runs()
+    alphas = np.linspace(-1, 1, 5)
+    z = 1 + alphas[None, :] ** 2 + 2 * alphas[:, None] ** 2
+    return {
+        "training curves": figures.training_curves(runs),
+        "Fig. 6 (two panels)": figures.fig6_error_curves(runs),
+        "heatmap (colour bar)": figures.grad_norm_heatmap(runs[0].metrics["grad_norms"],
+                                                          runs[0].metrics["grad_norm_step"], runs[0].layer_names),
+        "landscape map (colour bar)": figures.landscape_2d_figure(alphas, alphas, z, title="resnet-20"),
+        "landscape surface (3-D)": figures.landscape_2d_figure(alphas, alphas, z, surface=True),
+        "branch ratios (bars)": figures.branch_ratio_figure([S("resnet-20", [("stage1.block1", 0.4)], True, 20)]),
+    }
+
+
+@pytest.mark.parametrize("name", list(every_kind_of_figure()))
+def test_for_projector_makes_every_axis_readable_from_the_back_row(name):
+    fig = every_kind_of_figure()[name]
+    before = fig.to_plotly_json()
+    big = figures.for_projector(fig).to_plotly_json()
+    layout = big["layout"]
+    assert axes(layout)
+    for axis in axes(layout):
+        assert axis["tickfont"]["size"] >= 16 and axis["tickfont"]["color"] == PRESENTATION_INK
+        assert axis["title"]["font"]["size"] >= 16 and axis["title"]["font"]["color"] == PRESENTATION_INK
+    for trace in big["data"]:
+        if "colorbar" in trace:
+            assert trace["colorbar"]["tickfont"]["size"] >= 16
+            assert trace["colorbar"]["tickfont"]["color"] == PRESENTATION_INK
+    assert layout["font"]["color"] == PRESENTATION_INK
+    assert fig.to_plotly_json() == before  # the page's own figure is untouched
+
+
+@pytest.mark.parametrize("name", ["training curves", "Fig. 6 (two panels)", "branch ratios (bars)"])
+def test_for_projector_puts_the_legend_under_the_plot_in_rows(name):
+    big = figures.for_projector(every_kind_of_figure()[name])
+    legend = big.layout.legend
+    assert legend.orientation == "h" and legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
+    assert legend.font.size >= 16 and legend.groupclick == "togglegroup"  # what base_layout set is kept
+
+
+def test_a_figure_without_a_legend_gets_none():
+    fig = figures.landscape_2d_figure(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3), np.ones((3, 3)))
+    assert fig.layout.showlegend is False
+    assert figures.for_projector(fig).layout.legend.orientation is None
