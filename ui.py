@@ -113,8 +113,18 @@ def run_name(run: Run) -> str:
     return f"{run.label} · {extra}" if extra else run.label
 
 
+def short_id(run_id: str) -> str:
+    """A run's id, short but distinct from every other's: its time stamp and random suffix without the model name the
+    title already gives ("20261207-005257 · 27f501"); a copy imported with "Keep both" says so and which ("… · copy
+    3c9e1a"). An id of another shape is kept whole."""
+    base, _, copy = run_id.partition("-copy-")
+    stamped = re.fullmatch(r"(\d{8}-\d{6})-.+-([0-9a-f]{6})", base)
+    short = f"{stamped[1]} · {stamped[2]}" if stamped else base
+    return f"{short} · copy {copy}" if copy else short
+
+
 def run_title(run: Run) -> str:
-    return f"{run_name(run)} · {run.state} · {run.id[:15]}"
+    return f"{run_name(run)} · {run.state} · {short_id(run.id)}"
 
 
 def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int = 2,

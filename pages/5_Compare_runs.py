@@ -70,14 +70,22 @@ table = [{"model": s["label"], "name": s["name"], "status": s["status"], "steps"
           "train loss": s["final_train_loss"], "train error %": pct(s["final_train_error"]),
           "test error %": pct(s["final_test_error"]), "seconds": s["seconds"] and round(s["seconds"]),
           "created": s["created"], "id": s["id"]} for s in summaries]
-st.dataframe(table, hide_index=True, width="stretch",
+# On screen: the id short but distinct (ui.short_id: a copy says so), second; the name and the creation time, which
+# the model and the id already carry, only in the CSV. On a projector, only the columns a lecture discusses, so that
+# the table fits its width.
+shown = [{**row, "id": ui.short_id(row["id"])} for row in table]
+columns = ["model", "id", "steps", "train error %", "test error %"] if ui.presentation() else \
+    ["model", "id", "status", "steps", "train loss", "train error %", "test error %", "seconds"]
+st.dataframe(shown, hide_index=True, width="stretch", column_order=columns,
              column_config={"train loss": st.column_config.NumberColumn(format="%.3f")})
+if ui.presentation():
+    st.caption("Status, train loss and seconds: in the CSV, or with presentation mode off.")
 buf = io.StringIO()
 if table:
     writer = csv.DictWriter(buf, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)
-c1, c2 = st.columns(2)
+c1, c2 = (st.container(), st.container()) if ui.presentation() else st.columns(2)  # a run's title needs the width
 c1.download_button("Download this table (CSV)", buf.getvalue(), "resnet_viz_runs.csv", "text/csv",
                    disabled=not table)
 by_id = {r.id: r for r in all_runs}
