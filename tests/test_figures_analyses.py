@@ -55,14 +55,16 @@ def test_lesion_single_figure_marks_blocks_that_cannot_be_removed():
     by_name = {t.name: t for t in fig.data}
     stuck = by_name["plain-8: ✕ cannot be removed"]
     assert list(stuck.x) == ["stage2.block1"] and list(stuck.y) == [0]  # not an accuracy: no bar reaches up
-    [mark] = [a for a in fig.layout.annotations if "cannot be removed" in a.text]
-    assert mark.y == 0 and mark.textangle == -90 and NOT_REMOVABLE in mark.hovertext
+    [mark] = [a for a in fig.layout.annotations if a.text == "✕"]  # a mark, not words over the next bars
+    assert mark.y == 0 and "cannot be removed" in mark.hovertext and NOT_REMOVABLE in mark.hovertext
     assert mark.x == pytest.approx(1 - 0.4 + 0.2)  # in plain-8's slot (the left of two) at the second block
     assert list(fig.layout.xaxis.categoryarray) == ["stage1.block1", "stage2.block1", "stage2.block2"]  # depth order
     assert list(by_name["plain-8: block deleted"].x) == ["stage1.block1", "stage2.block2"]
     assert list(by_name["resnet-8: block deleted"].y) == pytest.approx([60, 30, 50])
     assert list(by_name["plain-8: intact (70.0%)"].y) == pytest.approx([70, 70, 70])
     assert fig.layout.yaxis.range == (0, 100) and any(s.y0 == 10 for s in fig.layout.shapes)  # chance
+    assert not [a for a in fig.layout.annotations if "chance" in a.text]  # named in the legend, not over the bars
+    assert "chance (10 classes)" in [t.name for t in fig.data]
 
 
 def test_lesion_random_figure_mean_and_spread():

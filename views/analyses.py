@@ -18,7 +18,7 @@ from resnet_viz import figures as AP
 from resnet_viz.data import CIFAR10_CLASSES
 from resnet_viz.errors import ResnetVizError
 from views.analysis_selection import K, Entry, Selection, analysed, each, load_entries, names
-from views.models import budget_images, cached
+from views.models import budget_images, cached, random_lesion_images
 
 
 # --------------------------------------------------------------------------------------------- 1. response std ----
@@ -167,6 +167,20 @@ def lesion_section(sel: Selection) -> None:
         if short:
             st.caption(" ".join(f"{e.label} has only {removable(e)} removable blocks, so its curve stops at "
                                 f"k = {removable(e)}." for e in short))
+        differing = []  # "plain-56: 14.2% on 32 images vs 19.0% on 64", where the two studies' k = 0 disagree
+        for e, r in randoms:
+            one = next((result for f, result in single if f.label == e.label), None)
+            if one is None or not r.get(0) or abs(100 * (one["baseline"] - float(np.mean(r[0])))) < 0.05:
+                continue
+            ks = tuple(range(0, min(int(k_max), removable(e)) + 1))
+            n = random_lesion_images(e.key, sel.images_key, ks, int(draws), max_images, e.model, sel.images)
+            differing.append(f"{e.label}: {100 * one['baseline']:.1f}% on {one['images']} images vs "
+                             f"{100 * float(np.mean(r[0])):.1f}% on {n}")
+        if differing:
+            st.caption(f"**Why the intact accuracies differ between the two charts** ({'; '.join(differing)}): each "
+                       "study evaluates its own class-balanced subset of the test images, sized to its own time "
+                       "budget, and on a few dozen images one image is a few points. Set **Images** above to one "
+                       "number and both studies use the same images and agree at k = 0.")
     else:
         st.caption("Press **Compute: delete k random blocks** to run the random study.")
     st.markdown(
@@ -176,7 +190,7 @@ def lesion_section(sel: Selection) -> None:
         "smoothly as more blocks go (their Fig. 5) — except at some downsampling blocks, which hurt more. Deleting "
         "a layer of a plain net (VGG in their study) breaks its only path, and accuracy drops to about chance. "
         "Dashed lines are each model's intact accuracy; the dotted line is chance; a block that cannot be deleted "
-        "has no bar, only “✕ cannot be removed” on the axis; error bars are ± one standard "
+        "has no bar, only a ✕ on the axis; error bars are ± one standard "
         "deviation over the random draws. Accuracies come from a small class-balanced subset, so differences of "
         "a few points are noise" + (". On untrained nets every variant is near chance; there is nothing to lose."
                                     if sel.fresh else "."))

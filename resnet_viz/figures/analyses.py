@@ -15,7 +15,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from .runs import AnalysisSeries, SeriesLike, as_analysis_series
-from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, run_colors
+from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, legend_key, run_colors
 
 CHANCE_COLOR = "#999999"
 NOT_REMOVABLE_COLOR = "#bdbdbd"
@@ -31,10 +31,10 @@ def _dash(s: AnalysisSeries) -> str:
 
 
 def _chance_line(fig: go.Figure, num_classes: int, **where) -> None:
+    """A dotted line at chance accuracy, named in the legend: a label on the plot would sit on the bars."""
     if num_classes and num_classes > 1:
-        fig.add_hline(y=100.0 / num_classes, line=dict(color=CHANCE_COLOR, width=1, dash="dot"),
-                      annotation_text=f"chance ({num_classes} classes)", annotation_position="bottom right",
-                      annotation_font=dict(size=11, color="#666666"), **where)
+        fig.add_hline(y=100.0 / num_classes, line=dict(color=CHANCE_COLOR, width=1, dash="dot"), **where)
+        legend_key(fig, f"chance ({num_classes} classes)", dict(width=1, dash="dot"))
 
 
 def _empty(fig: go.Figure, message: str) -> go.Figure:
@@ -133,9 +133,9 @@ LESION_BARGAP = 0.2  # share of each block's slot left empty between groups of b
 def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
                          title: str = "Delete one block at test time (Veit et al. 2016)") -> go.Figure:
     """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict), blocks in depth
-    order. A block that cannot be removed gets no bar — there is no accuracy to show — but "✕ cannot be removed"
-    written upwards from the axis in its model's slot, with the reason in its hover. Each model's intact accuracy is
-    a dashed line in its colour; chance is dotted."""
+    order. A block that cannot be removed gets no bar — there is no accuracy to show — but a "✕" on the axis in its
+    model's slot, named "✕ cannot be removed" in the legend, with the reason in its hover: words on the plot would
+    run over the neighbouring bars. Each model's intact accuracy is a dashed line in its colour; chance is dotted."""
     items = as_analysis_series(series)
     order: list[str] = []  # every block in depth order, whichever model has it
     for s in items:
@@ -166,7 +166,7 @@ def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
             for b in bad:
                 fig.add_annotation(
                     x=order.index(b["block"]) - (1 - LESION_BARGAP) / 2 + slot * (i + 0.5), y=0, yanchor="bottom",
-                    text="✕ cannot be removed", textangle=-90, showarrow=False, font=dict(size=11, color="#666666"),
+                    text="✕", showarrow=False, font=dict(size=14, color="#555555"),
                     hovertext=f"<b>{s.label}</b>, {b['block']}: cannot be removed — it "
                               f"{b.get('reason') or 'has no path around it'}")
         if names:

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from ..config import PAPER_TABLE6_ERROR
 from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, thin_indices
 from .runs import RunSeries, as_runs
-from .style import base_layout, run_colors
+from .style import base_layout, legend_key, run_colors
 
 
 def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
@@ -26,15 +26,6 @@ def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
 # ---------------------------------------------------------------------------------------- loss/error curves ----
 EVAL_STYLE = {"train": (dict(width=1.5, dash="dot"), dict(symbol="circle-open", size=7)),
               "test": (dict(width=3, dash="solid"), dict(symbol="diamond", size=7))}
-KEY_COLOR = "#888888"
-
-
-def _key(fig: go.Figure, name: str, line: dict | None, marker: dict | None) -> None:
-    """A legend entry in grey that explains a line or marker style used by every run; it draws nothing."""
-    mode = "+".join(m for m, style in (("lines", line), ("markers", marker)) if style is not None)
-    # a group of its own: in a horizontal legend the entries of one group stack up instead of sitting in a row
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode=mode, name=name, legendgroup=f"key: {name}", hoverinfo="skip",
-                             line=dict(color=KEY_COLOR, **(line or {})), marker=dict(color=KEY_COLOR, **(marker or {}))))
 
 
 def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: float = 0.9, log_y: bool = False,
@@ -92,10 +83,10 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
                     hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set {metric} %{{y:{fmt}}}{unit}"
                                   "<extra></extra>"))
     if batches:
-        _key(fig, "batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""), dict(width=2), None)
+        legend_key(fig, "batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""), dict(width=2), None)
     for split in ("train", "test"):
         if any(e[2] == split for e in evaluations):
-            _key(fig, f"{split} set (evaluations)", *EVAL_STYLE[split])
+            legend_key(fig, f"{split} set (evaluations)", *EVAL_STYLE[split])
     if mark_lr_drops:
         _mark_lr_drops(fig, runs)
     what = "Loss (cross-entropy)" if metric == "loss" else "Error (%)"
@@ -144,7 +135,7 @@ def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluation
             hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}: above the "
                            "top of this chart<extra></extra>")))
     highest = max(float(values[mask].max()) for *_, values, mask in off if mask.any())
-    _key(fig, f"evaluation above the chart (up to {_readable(highest)})", None,
+    legend_key(fig, f"evaluation above the chart (up to {_readable(highest)})", None,
          dict(symbol="triangle-up", size=13))
     fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": int(sum(m.sum() for *_, m in off))})
 
@@ -214,8 +205,8 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
                                yanchor="bottom", align="right", showarrow=False, yshift=4,
                                text="<br>".join(["paper, Table 6 (dotted):"] + lines), font=dict(size=11),
                                bgcolor="rgba(255,255,255,0.8)", row=1, col=2)
-    _key(fig, "training error", dict(width=1.3, dash="dash"), None)
-    _key(fig, "test error", dict(width=3.2), None)
+    legend_key(fig, "training error", dict(width=1.3, dash="dash"), None)
+    legend_key(fig, "test error", dict(width=3.2), None)
     _mark_lr_drops(fig, runs, row=1, col="all")
     base_layout(fig, title or "Training error (dashed) and test error (bold) — paper Fig. 6 style", height=520,
                  hovermode="closest")

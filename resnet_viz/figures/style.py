@@ -40,6 +40,18 @@ def base_layout(fig: go.Figure, title: str, height: int | None = None, **kwargs)
     return fig
 
 
+KEY_COLOR = "#888888"
+
+
+def legend_key(fig: go.Figure, name: str, line: dict | None = None, marker: dict | None = None) -> None:
+    """A legend entry in grey that explains a line or marker style shared by every run, or a reference line; it
+    draws nothing. Labels in the legend instead of on the plot cannot overlap the data."""
+    mode = "+".join(m for m, style in (("lines", line), ("markers", marker)) if style is not None)
+    # a group of its own: in a horizontal legend the entries of one group stack up instead of sitting in a row
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode=mode, name=name, legendgroup=f"key: {name}", hoverinfo="skip",
+                             line=dict(color=KEY_COLOR, **(line or {})), marker=dict(color=KEY_COLOR, **(marker or {}))))
+
+
 class Family(Protocol):
     """What colouring needs to know about a run or a model: `RunSeries` and `AnalysisSeries` both qualify."""
 
