@@ -89,6 +89,11 @@ def test_landscape_figures():
     assert isinstance(contour.data[0], go.Contour) and contour.data[0].z[2][2] == pytest.approx(0.0)  # log10(1)
     assert contour.data[0].zmax == pytest.approx(np.log10(20)) and "α" in contour.layout.xaxis.title.text
     assert contour.data[1].x == (0.0,)  # the origin marker
+    # colour-bar ticks at round losses, as a slide writes them (they read 5.26e+07 / 7.33e+05)
+    assert contour.data[0].colorbar.ticktext == ("0.5", "1", "2", "5", "10", "20")
+    wide = figures.landscape_2d_figure(alphas, alphas, z * 1e6, zmin=3e5, zmax=5.3e7)
+    assert wide.data[0].colorbar.ticktext == ("10⁶", "10⁷")
+    assert not any("e+" in t for t in wide.data[0].colorbar.ticktext)
     linear = figures.landscape_2d_figure(alphas, alphas, z, log_z=False)
     assert linear.data[0].z[0][0] == pytest.approx(z[0, 0])
     surface = figures.landscape_2d_figure(alphas, alphas, z, surface=True)

@@ -78,3 +78,8 @@ def test_eval_loss_spike_says_nothing_and_warns_nothing_about_batches_that_are_a
         spike = figures.eval_loss_spike(m)
     assert spike is not None and spike["step"] == 4 and spike["batch_loss"] == 2.0
 
+
+
+def test_numbers_read_like_a_slide():
+    assert [figures.readable(x) for x in (2.31, 0.05, 840, 3540, 1.3e5, 1e7, 9.96e6, 5.26e7)] == \
+        ["2.31", "0.05", "840", "3,540", "1.3×10⁵", "10⁷", "10⁷", "5.3×10⁷"]

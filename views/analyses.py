@@ -24,7 +24,7 @@ from views.models import budget_images, cached, random_lesion_images
 # --------------------------------------------------------------------------------------------- 1. response std ----
 def response_std_section(sel: Selection) -> None:
     st.subheader("Layer responses (He et al. 2015, Fig. 7)")
-    t1, t2 = st.columns(2)
+    t1, t2 = st.columns([1, 2])  # room for the second toggle's label in presentation mode's larger type
     log_y = t1.toggle("Log scale", False, key=K + "std_log")
     by_size = t2.toggle("Sort layers by std (the paper's lower panel)", False, key=K + "std_sorted")
     results = each("response_std", sel.entries, (sel.images_key,), lambda m: A.response_std(m, sel.images))
@@ -260,7 +260,8 @@ def landscape_section(sel: Selection) -> None:
         finite = np.concatenate([r["losses"][np.isfinite(r["losses"]) & (r["losses"] > 0)].ravel()
                                  for _, r in done])
         zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size and shared else (None, None)
-        cols = st.columns(min(2, len(done)))
+        # one map per row on a projector: two side by side shrink each square map far below its colour bar
+        cols = st.columns(1 if ui.presentation() else min(2, len(done)))
         for i, (e, r) in enumerate(done):
             with cols[i % len(cols)]:
                 ui.plotly(AP.landscape_2d_figure(r["alphas"], r["betas"], r["losses"], title=e.label,

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from .numerics import log_ticks, readable
 from .runs import AnalysisSeries, SeriesLike, as_analysis_series
 from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, legend_key, run_colors
 
@@ -269,12 +270,12 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
     hi = None if zmax is None else (np.log10(max(zmax, 1e-12)) if log_z else zmax)
     bar_title = "log₁₀ loss" if log_z else "loss"
     colorbar = dict(title=dict(text=bar_title, side="right"), thickness=14)
-    if log_z:
+    if log_z:  # ticks at round losses (decades, or 1-2-5 steps), written as a slide would: 0.5, 2, 10⁷
         finite = z[np.isfinite(z)]
         top = hi if hi is not None else (float(finite.max()) if finite.size else 1.0)
         bottom = lo if lo is not None else (float(finite.min()) if finite.size else 0.0)
-        ticks = np.linspace(bottom, top, 5) if top > bottom else np.array([bottom])
-        colorbar.update(tickvals=list(ticks), ticktext=[f"{10 ** t:.3g}" for t in ticks])
+        ticks = log_ticks(bottom, top)[0] if top > bottom else [bottom]
+        colorbar.update(tickvals=list(ticks), ticktext=[readable(10 ** t) for t in ticks])
         colorbar["title"]["text"] = "loss (log colour scale)"
     hover = "α = %{x:.3g}<br>β = %{y:.3g}<br>loss %{customdata:.4g}<extra></extra>"
     fig = go.Figure()

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import PAPER_TABLE6_ERROR
-from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, thin_indices
+from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, readable, thin_indices
 from .runs import RunSeries, as_runs
 from .style import base_layout, legend_key, run_colors
 
@@ -130,12 +130,12 @@ def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluation
         fig.add_trace(go.Scatter(
             x=steps[mask], y=np.full(int(mask.sum()), edge), mode="markers", cliponaxis=False,
             marker=dict(symbol="triangle-up", size=13, color=color, line=dict(color="white", width=1)),
-            name=f"{run.label} · {split} set above the chart ▲ (up to {_readable(float(values[mask].max()))})",
+            name=f"{run.label} · {split} set above the chart ▲ (up to {readable(float(values[mask].max()))})",
             legendgroup=run.label, showlegend=False, customdata=values[mask],
             hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}: above the "
                            "top of this chart<extra></extra>")))
     highest = max(float(values[mask].max()) for *_, values, mask in off if mask.any())
-    legend_key(fig, f"evaluation above the chart (up to {_readable(highest)})", None,
+    legend_key(fig, f"evaluation above the chart (up to {readable(highest)})", None,
          dict(symbol="triangle-up", size=13))
     fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": int(sum(m.sum() for *_, m in off))})
 
@@ -216,22 +216,14 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
     return fig
 
 
-def _readable(x: float) -> str:
-    """2.31, 840, 1.2×10⁵: large numbers in powers of ten, as a lecture slide would write them."""
-    if x < 1e4:
-        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-    exponent = math.floor(math.log10(x))
-    return f"{x / 10 ** exponent:.2g}×10" + str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
-
-
 def eval_spike_note(runs: Sequence[RunSeries]) -> str | None:
     """One paragraph on the runs whose evaluation loss spikes far above their training loss (`eval_loss_spike`),
     saying why — or None when no run's does."""
     spikes = [(run.label, s) for run in as_runs(runs) if (s := eval_loss_spike(run.metrics)) is not None]
     if not spikes:
         return None
-    which = "; ".join(f"**{label}**'s evaluation loss reaches {_readable(s['eval_loss'])} on the {s['split']} subset "
-                      f"at step {s['step']:,}, while its training batches are at {_readable(s['batch_loss'])}"
+    which = "; ".join(f"**{label}**'s evaluation loss reaches {readable(s['eval_loss'])} on the {s['split']} subset "
+                      f"at step {s['step']:,}, while its training batches are at {readable(s['batch_loss'])}"
                       for label, s in spikes)
     return (f"**Why the evaluation loss spikes.** {which}. The net has not blown up: evaluations run in eval mode, "
             "where BatchNorm normalises each layer with running averages of the batch statistics instead of the "

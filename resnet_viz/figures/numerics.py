@@ -102,6 +102,21 @@ def shared_color_range(*grad_norm_arrays: Any, percentiles: tuple[float, float] 
     return float(10 ** lo), float(10 ** hi)
 
 
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def readable(x: float) -> str:
+    """2.31, 840, 1.2×10⁵, 10⁷: large numbers in powers of ten, as a lecture slide would write them."""
+    if x < 1e4:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    exponent = math.floor(math.log10(x))
+    mantissa = f"{x / 10 ** exponent:.2g}"
+    if mantissa == "10":  # 9.96×10⁶ rounds up to the next power
+        mantissa, exponent = "1", exponent + 1
+    power = "10" + str(exponent).translate(SUPERSCRIPTS)
+    return power if mantissa == "1" else f"{mantissa}×{power}"
+
+
 def _sci(v: float, digits: int = 0) -> str:
     mant, exp = f"{v:.{digits}e}".split("e")
     return f"{mant}e{int(exp)}"
