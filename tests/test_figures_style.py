@@ -61,3 +61,17 @@ def test_a_figure_without_a_legend_gets_none():
     fig = figures.landscape_2d_figure(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3), np.ones((3, 3)))
     assert fig.layout.showlegend is False
     assert figures.for_projector(fig).layout.legend.orientation is None
+
+
+def test_a_long_title_goes_on_two_lines_on_a_projector():
+    """The branch-ratio title was cut at the chart's edge in presentation mode (plotly does not wrap titles)."""
+    fig = figures.branch_ratio_figure([S("resnet-20", [("stage1.block1", 0.4)], True, 20)])
+    assert "<br>" not in fig.layout.title.text
+    assert figures.for_projector(fig).layout.title.text == \
+        "How much each residual block changes what passes through it:<br>‖F(x)‖ / ‖shortcut(x)‖"
+    from resnet_viz.figures.style import wrap_title
+    assert wrap_title("Training error (dashed) and test error (bold) — paper Fig. 6 style") == \
+        "Training error (dashed) and test error (bold) —<br>paper Fig. 6 style"
+    assert wrap_title("resnet-56: ‖F(x)‖ / ‖shortcut(x)‖ per block during training") == \
+        "resnet-56: ‖F(x)‖ / ‖shortcut(x)‖<br>per block during training"  # near the middle, no orphan word
+    assert wrap_title("plain-56 — 56 weight layers: no shortcuts") == "plain-56 — 56 weight layers: no shortcuts"

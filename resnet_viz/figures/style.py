@@ -131,16 +131,40 @@ def _legend_below(layout: dict) -> None:
     layout["legend"] = legend
 
 
+PRESENTATION_TITLE_CHARS = 58  # a title line at presentation size that fits a chart beside the sidebar at 1280 px
+
+
+def wrap_title(text: str, limit: int = PRESENTATION_TITLE_CHARS) -> str:
+    """A long title on two lines: broken after ": " or " — ", or before " (", when one falls between a third of the
+    way and just past `limit` characters, else at the space nearest the middle. Plotly does not wrap titles; a long
+    one is cut at the chart's edge."""
+    if len(re.sub(r"<[^>]+>", "", text)) <= limit or "<br>" in text:
+        return text
+    for mark, keep in ((": ", 1), (" — ", 2), (" (", 0)):
+        at = text.rfind(mark, len(text) // 3, limit + 8)
+        if at >= 0:
+            return text[:at + keep] + "<br>" + text[at + keep:].lstrip()
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    if not spaces:
+        return text
+    at = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return text[:at] + "<br>" + text[at + 1:]
+
+
 def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figure:
     """The same figure, readable from the back of a lecture hall: all type `scale` times larger and dark grey, tick
-    labels at least PRESENTATION_TICK_PX, lines and markers thicker, the legend under the plot instead of beside it,
-    the figure taller and its margins wider. Returns a new figure; `fig` is left as it is."""
+    labels at least PRESENTATION_TICK_PX, a long title on two lines, lines and markers thicker, the legend under the
+    plot instead of beside it, the figure taller and its margins wider. Returns a new figure; `fig` is left as it
+    is."""
     thicker = scale ** 0.75
     big = go.Figure(fig)
     layout = copy.deepcopy(big.layout.to_plotly_json())
     layout.setdefault("font", {}).setdefault("size", 12)
     _enlarge(layout, scale, thicker)
     layout["font"]["color"] = PRESENTATION_INK
+    title = layout.get("title")
+    if isinstance(title, dict) and isinstance(title.get("text"), str):
+        title["text"] = wrap_title(title["text"])
     _readable_axes(layout, PRESENTATION_TICK_PX)
     _legend_below(layout)
     if isinstance(layout.get("height"), (int, float)):
