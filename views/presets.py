@@ -36,7 +36,7 @@ def preset_planner() -> None:
     titles = {p.key: p.title for p in PRESETS}
     left, right = st.columns([3, 1])
     with left:
-        key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY)
+        key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY, wrap=True)
     with right:
         minutes = st.number_input("Minutes for the whole experiment", min_value=0.5, max_value=600.0,
                                   value=float(st.session_state.get(MINUTES_KEY, DEFAULT_MINUTES)), step=0.5,
