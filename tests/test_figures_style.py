@@ -46,6 +46,8 @@ def test_for_projector_makes_every_axis_readable_from_the_back_row(name):
             assert trace["colorbar"]["tickfont"]["size"] >= 16
             assert trace["colorbar"]["tickfont"]["color"] == PRESENTATION_INK
     assert layout["font"]["color"] == PRESENTATION_INK
+    for note in layout.get("annotations", []):  # grey notes (an lr drop, a reference line's name) turn dark grey
+        assert (note.get("font") or {}).get("color") in (None, PRESENTATION_INK)
     assert fig.to_plotly_json() == before  # the page's own figure is untouched
 
 
@@ -55,6 +57,12 @@ def test_for_projector_puts_the_legend_under_the_plot_in_rows(name):
     legend = big.layout.legend
     assert legend.orientation == "h" and legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
     assert legend.font.size >= 16 and legend.groupclick == "togglegroup"  # what base_layout set is kept
+
+
+def test_only_grey_notes_turn_dark():
+    from resnet_viz.figures.style import _light_grey
+    assert _light_grey("#777777") and _light_grey("#999") and not _light_grey("#333333")
+    assert not _light_grey("#d62728") and not _light_grey("rgba(0,0,0,0.5)") and not _light_grey(None)
 
 
 def test_a_figure_without_a_legend_gets_none():

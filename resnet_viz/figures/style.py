@@ -120,6 +120,15 @@ def _readable_axes(layout: dict, tick_px: float) -> None:
         bar["tickfont"] = _dark_and_large(bar.get("tickfont") or {}, tick_px)
 
 
+def _light_grey(color: Any) -> bool:
+    """"#777777", "#999": a grey lighter than dark grey (colours that mean something, such as a run's, are not)."""
+    if not isinstance(color, str) or not re.fullmatch(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", color):
+        return False
+    digits = color[1:] if len(color) == 7 else "".join(c * 2 for c in color[1:])
+    r, g, b = (int(digits[i:i + 2], 16) for i in (0, 2, 4))
+    return r == g == b and r > 0x50
+
+
 def _legend_below(layout: dict) -> None:
     """A horizontal legend under the plot, so the plot keeps the full width (a legend at the side takes 40% of it
     on a projector)."""
@@ -167,6 +176,10 @@ def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figur
         title["text"] = wrap_title(title["text"])
     _readable_axes(layout, PRESENTATION_TICK_PX)
     _legend_below(layout)
+    for note in layout.get("annotations") or []:  # grey notes on the plot (lr drop, reference lines) in dark grey
+        font = note.get("font") or {}
+        if _light_grey(font.get("color")):
+            note["font"] = {**font, "color": PRESENTATION_INK}
     if isinstance(layout.get("height"), (int, float)):
         layout["height"] = int(layout["height"] * (1 + (scale - 1) / 2))
     margin = layout.get("margin") or {}
