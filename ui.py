@@ -206,9 +206,9 @@ def settings_sidebar() -> None:
     with st.sidebar:
         # Bound to the URL: it stays on across page switches and reloads, and a lecture's links can switch it on.
         st.toggle("Presentation mode", key=PRESENTATION_KEY, bind="query-params",
-                  help="For a projector: larger type, larger charts, heatmaps and Grad-CAM images one per row, and "
-                       "a plain net and its twin on one live chart. Add ?presentation=true to a page's address to "
-                       "open it this way.")
+                  help="For a projector: larger type in dark grey, larger charts with their legends underneath, "
+                       "heatmaps, landscape maps and Grad-CAM images one per row, and a plain net and its twin on "
+                       "one live chart. Add ?presentation=true to a page's address to open it this way.")
         if presentation():
             st.html(PRESENTATION_CSS)
         with st.expander("Folders", expanded=False):

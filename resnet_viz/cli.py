@@ -10,8 +10,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
-                     TrainConfig)
+from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
+                     ModelConfig, RunConfig, TrainConfig)
 from .errors import ResnetVizError
 from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 

@@ -49,7 +49,8 @@ def legend_key(fig: go.Figure, name: str, line: dict | None = None, marker: dict
     mode = "+".join(m for m, style in (("lines", line), ("markers", marker)) if style is not None)
     # a group of its own: in a horizontal legend the entries of one group stack up instead of sitting in a row
     fig.add_trace(go.Scatter(x=[None], y=[None], mode=mode, name=name, legendgroup=f"key: {name}", hoverinfo="skip",
-                             line=dict(color=KEY_COLOR, **(line or {})), marker=dict(color=KEY_COLOR, **(marker or {}))))
+                             line=dict(color=KEY_COLOR, **(line or {})),
+                             marker=dict(color=KEY_COLOR, **(marker or {}))))
 
 
 class Family(Protocol):
