@@ -5,6 +5,7 @@ This is the view layer's only common module; all the work happens in `resnet_viz
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import uuid
@@ -143,9 +144,12 @@ def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int
 
 
 def _batch(run: Run) -> tuple:
-    """What runs trained together share: the name's suffix (a preset's key), the training settings, the data."""
+    """What runs trained together share: the name's suffix (a preset's key), the training settings, the data. The
+    settings this machine picks per net — bf16 or fp32, how many threads — do not count: a preset's plain nets may
+    run in bf16 and its ResNets in fp32."""
     suffix = run_name(run).removeprefix(run.label)
-    return suffix, repr(run.config.train), run.config.data_dir
+    recipe = dataclasses.replace(run.config.train, precision="auto", threads=0)
+    return suffix, repr(recipe), run.config.data_dir
 
 
 def _twin_level(plain: Run, resnet: Run) -> int:

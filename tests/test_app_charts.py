@@ -1,6 +1,7 @@
 """AppTest for what the charts' pages say and choose: the default pair of runs, defaults that follow the selection
 until the user sets them, the gradient-flow sentence's step numbers, the evaluation-spike note, run names and
 presentation mode. The run store is written directly with synthetic metrics: no training needed."""
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -79,6 +80,21 @@ def test_default_pair_is_twins_of_one_preset_then_the_rest_of_it(store, monkeypa
     at = page("5_Compare_runs.py", root, monkeypatch).run()
     assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(
         ids[k] for k in ("plain-20", "plain-56", "resnet-20", "resnet-56"))  # four wanted: the whole preset
+
+
+def test_a_presets_runs_stay_together_whatever_precision_each_net_got(tmp_path, monkeypatch):
+    """The "All four" preset measured bf16 faster for the plain nets and fp32 for the ResNets on this machine: the
+    four are still one preset's runs, all picked on Compare runs (it picked three)."""
+    s = RunStore(tmp_path)
+    ids = {f"{'resnet' if residual else 'plain'}-{depth}": add_run(
+        s, depth, residual, f"{'resnet' if residual else 'plain'}-{depth} · all", 100.0 + i,
+        train=dataclasses.replace(BRIEF, precision="fp32" if residual else "bf16", threads=2 + i))
+        for i, (depth, residual) in enumerate([(20, False), (56, False), (20, True), (56, True)])}
+    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(ids.values())
+    at = page("3_Gradient_flow.py", tmp_path, monkeypatch).run()
+    assert at.multiselect(key="keep_grad_runs").value == [ids["plain-56"], ids["resnet-56"]]
 
 
 def test_run_names_do_not_repeat_the_label():

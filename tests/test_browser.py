@@ -228,15 +228,16 @@ def test_tour_of_existing_runs(server, page):
             if path == "":
                 shoot(pg, f"home{suffix}_first_screen", whole_page=False)  # what the hall sees on opening
             shoot(pg, name + suffix)
-        for tab, button, name in (("Lesion", "Compute: delete each block alone", "analyses_lesion"),
-                                  ("Loss landscape", "Compute the landscape", "analyses_landscape"),
-                                  ("Shattered", None, "analyses_shattered"),
-                                  ("Dead ReLUs", None, "analyses_dead_relus")):
+        for tab, buttons, name in (("Lesion", ("Compute: delete each block alone", "Compute: delete k random blocks"),
+                                    "analyses_lesion"),
+                                   ("Loss landscape", ("Compute the landscape",), "analyses_landscape"),
+                                   ("Shattered", (), "analyses_shattered"),
+                                   ("Dead ReLUs", (), "analyses_dead_relus")):
             pg.get_by_role("tab", name=tab, exact=False).click()
             wait_idle(pg, 120)
-            if button and not mode:  # computed once; presentation mode shows the kept results
+            for button in buttons if not mode else ():  # computed once; presentation mode shows the kept results
                 pg.get_by_role("button", name=button).click()
-                wait_idle(pg, 180)
+                wait_idle(pg, 300)
             assert_no_exception(pg)
             shoot(pg, name + suffix)
         pg.context.close()

@@ -93,6 +93,8 @@ def test_landscape_figures():
     assert contour.data[0].colorbar.ticktext == ("0.5", "1", "2", "5", "10", "20")
     wide = figures.landscape_2d_figure(alphas, alphas, z * 1e6, zmin=3e5, zmax=5.3e7)
     assert wide.data[0].colorbar.ticktext == ("10⁶", "10⁷")
+    decades = figures.landscape_2d_figure(alphas, alphas, z, zmin=2, zmax=3e9).data[0].colorbar.ticktext
+    assert decades == ("10", "10³", "10⁵", "10⁷", "10⁹")  # not "1,000" among powers of ten
     assert not any("e+" in t for t in wide.data[0].colorbar.ticktext)
     linear = figures.landscape_2d_figure(alphas, alphas, z, log_z=False)
     assert linear.data[0].z[0][0] == pytest.approx(z[0, 0])

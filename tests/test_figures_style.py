@@ -65,6 +65,18 @@ def test_only_grey_notes_turn_dark():
     assert not _light_grey("#d62728") and not _light_grey("rgba(0,0,0,0.5)") and not _light_grey(None)
 
 
+def test_the_legend_rows_and_slanted_labels_get_room_of_their_own():
+    """On a projector the legend goes under the plot: the figure grows by its entries (and by slanted tick labels),
+    so the plot keeps its height — the lesion chart's plot had shrunk to a strip."""
+    figs = every_kind_of_figure()
+    curves, heatmap = figs["training curves"], figs["heatmap (colour bar)"]
+    entries = sum(1 for t in curves.data if t.showlegend is not False)
+    assert figures.for_projector(curves).layout.height == int(curves.layout.height * 1.3) + 16 * entries
+    assert figures.for_projector(heatmap).layout.height == int(heatmap.layout.height * 1.3)  # no legend
+    bars = figs["branch ratios (bars)"]  # one entry, shown on purpose (showlegend=True), slanted block names
+    assert figures.for_projector(bars).layout.height == int(bars.layout.height * 1.3) + 16 + 60
+
+
 def test_a_figure_without_a_legend_gets_none():
     fig = figures.landscape_2d_figure(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3), np.ones((3, 3)))
     assert fig.layout.showlegend is False
@@ -75,8 +87,10 @@ def test_a_long_title_goes_on_two_lines_on_a_projector():
     """The branch-ratio title was cut at the chart's edge in presentation mode (plotly does not wrap titles)."""
     fig = figures.branch_ratio_figure([S("resnet-20", [("stage1.block1", 0.4)], True, 20)])
     assert "<br>" not in fig.layout.title.text
-    assert figures.for_projector(fig).layout.title.text == \
+    big = figures.for_projector(fig)
+    assert big.layout.title.text == \
         "How much each residual block changes what passes through it:<br>‖F(x)‖ / ‖shortcut(x)‖"
+    assert big.layout.margin.t == fig.layout.margin.t * 1.6 + 30  # room for the second line above the plot
     from resnet_viz.figures.style import wrap_title
     assert wrap_title("Training error (dashed) and test error (bold) — paper Fig. 6 style") == \
         "Training error (dashed) and test error (bold) —<br>paper Fig. 6 style"

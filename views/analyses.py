@@ -212,7 +212,7 @@ def landscape_section(sel: Selection) -> None:
     land_images = m4.number_input("Images (0 = automatic)", 0, 10_000, 0, step=8, key=K + "land_images",
                                   help="Images per evaluation. 0 sizes a class-balanced subset to a CPU budget "
                                        "of about 10–30 s per model (at depth 56 and an 11×11 grid: 16 images).")
-    d1, d2, d3 = st.columns(3)
+    d1, d2, d3 = st.columns([1, 0.8, 1.6])  # the last holds two toggles with long labels
     seed = d1.number_input("Direction seed", 0, 10_000, 0, key=K + "land_seed",
                            help="Another seed draws other random directions: another slice of the landscape.")
     log_scale = d2.toggle("Log scale", True, key=K + "land_log")

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from .numerics import log_ticks, readable
+from .numerics import log_ticks, power_of_ten, readable
 from .runs import AnalysisSeries, SeriesLike, as_analysis_series
 from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, legend_key, run_colors
 
@@ -275,7 +275,9 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
         top = hi if hi is not None else (float(finite.max()) if finite.size else 1.0)
         bottom = lo if lo is not None else (float(finite.min()) if finite.size else 0.0)
         ticks = log_ticks(bottom, top)[0] if top > bottom else [bottom]
-        colorbar.update(tickvals=list(ticks), ticktext=[readable(10 ** t) for t in ticks])
+        decades = len(ticks) > 1 and all(float(t).is_integer() for t in ticks)  # 10, 10³, 10⁵: one style
+        colorbar.update(tickvals=list(ticks), ticktext=[power_of_ten(int(t)) if decades else readable(10 ** t)
+                                                        for t in ticks])
         colorbar["title"]["text"] = "loss (log colour scale)"
     hover = "α = %{x:.3g}<br>β = %{y:.3g}<br>loss %{customdata:.4g}<extra></extra>"
     fig = go.Figure()

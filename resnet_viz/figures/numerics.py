@@ -117,6 +117,11 @@ def readable(x: float) -> str:
     return power if mantissa == "1" else f"{mantissa}×{power}"
 
 
+def power_of_ten(exponent: int) -> str:
+    """1, 10, 10², 10⁻³: a decade as a slide writes it."""
+    return {0: "1", 1: "10"}.get(exponent, "10" + str(exponent).translate(SUPERSCRIPTS))
+
+
 def _sci(v: float, digits: int = 0) -> str:
     mant, exp = f"{v:.{digits}e}".split("e")
     return f"{mant}e{int(exp)}"

@@ -161,6 +161,23 @@ def wrap_title(text: str, limit: int = PRESENTATION_TITLE_CHARS) -> str:
     return text[:at] + "<br>" + text[at + 1:]
 
 
+TITLE_LINE_PX = 30  # presentation mode: a title's second line, in pixels
+LEGEND_ENTRY_PX = 16  # presentation mode: height added per legend entry (in rows of two or three under the plot)
+SLANTED_TICKS_PX = 60  # presentation mode: height added for slanted tick labels (long category names)
+
+
+def _room_below(fig: go.Figure, layout: dict) -> int:
+    """Pixels to add to a figure's height so that what goes under its plot on a projector — the legend's rows, tick
+    labels written at a slant — does not take them from the plot itself."""
+    entries = 0
+    if layout.get("showlegend") is not False:
+        entries = sum(1 for t in fig.data if t.showlegend is not False)
+        entries = 0 if entries < 2 and layout.get("showlegend") is not True else min(entries, 15)
+    slanted = any(isinstance(v, dict) and v.get("tickangle") not in (None, 0)
+                  for k, v in layout.items() if re.fullmatch(r"xaxis\d*", k))
+    return LEGEND_ENTRY_PX * entries + (SLANTED_TICKS_PX if slanted else 0)
+
+
 def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figure:
     """The same figure, readable from the back of a lecture hall: all type `scale` times larger and dark grey, tick
     labels at least PRESENTATION_TICK_PX, a long title on two lines, lines and markers thicker, the legend under the
@@ -172,9 +189,10 @@ def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figur
     layout.setdefault("font", {}).setdefault("size", 12)
     _enlarge(layout, scale, thicker)
     layout["font"]["color"] = PRESENTATION_INK
-    title = layout.get("title")
+    title, title_lines = layout.get("title"), 1
     if isinstance(title, dict) and isinstance(title.get("text"), str):
         title["text"] = wrap_title(title["text"])
+        title_lines = title["text"].count("<br>") + 1
     _readable_axes(layout, PRESENTATION_TICK_PX)
     _legend_below(layout)
     for note in layout.get("annotations") or []:  # grey notes on the plot (lr drop, reference lines) in dark grey
@@ -182,10 +200,11 @@ def for_projector(fig: go.Figure, scale: float = PRESENTATION_SCALE) -> go.Figur
         if _light_grey(font.get("color")):
             note["font"] = {**font, "color": PRESENTATION_INK}
     if isinstance(layout.get("height"), (int, float)):
-        layout["height"] = int(layout["height"] * (1 + (scale - 1) / 2))
+        layout["height"] = int(layout["height"] * (1 + (scale - 1) / 2)) + _room_below(big, layout)
     margin = layout.get("margin") or {}
     layout["margin"] = {k: (v * scale if k in ("l", "r", "t", "b") and isinstance(v, (int, float)) else v)
                         for k, v in {"l": 60, "r": 20, "t": 70, "b": 50, **margin}.items()}
+    layout["margin"]["t"] += TITLE_LINE_PX * (title_lines - 1)  # a wrapped title keeps clear of subplot titles
     if isinstance(layout.get("meta"), dict):
         layout["meta"] = {**layout["meta"], "presentation": True}
     big.layout = layout
