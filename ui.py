@@ -195,11 +195,13 @@ def follow_data(key: str, value: Any) -> Callable[[], None]:
     return lambda: st.session_state.__setitem__(touched, True)
 
 
-# Presentation mode: larger type; less blank space above the title, so a projector's 720 rows show more; tab strips
-# that wrap onto a second row instead of scrolling their last tabs out of sight.
+# Presentation mode: larger type; captions in dark grey, not faded to light grey; less blank space above the title,
+# so a projector's 720 rows show more; tab strips that wrap onto a second row instead of scrolling their last tabs
+# out of sight.
 PRESENTATION_CSS = """<style>
 html { font-size: 21px; }
 [data-testid="stSidebar"] { font-size: 18px; }
+[data-testid="stCaptionContainer"], [data-testid="stImageCaption"] { opacity: 0.9; }
 [data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
 [data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; }
 </style>"""
@@ -235,6 +237,15 @@ def page_setup(title: str, icon: str = "🧱") -> None:
     keep_widget_state()
     session_id()
     settings_sidebar()
+
+
+def small_table(rows: list[dict]) -> None:
+    """A table of a few rows: on a projector a static one whose cells wrap, so that no column is cut at the right
+    edge (st.dataframe scrolls it out of sight), otherwise st.dataframe."""
+    if presentation():
+        st.table(rows, hide_index=True)
+    else:
+        st.dataframe(rows, hide_index=True)
 
 
 def plotly(fig, key: str | None = None, toolbar: bool = True) -> None:

@@ -180,6 +180,8 @@ def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
     assert len(after) == len(before) == 4  # two heatmaps, profiles, ratio
     for small, big in zip(before, after):
         assert big["font"]["size"] > small["font"]["size"] and big["height"] > small["height"]
+    # the ratio table: a static table whose cells wrap, not a grid that scrolls its last columns out of sight
+    assert len(at.table) == 1 and not at.dataframe and "ratio at the end" in at.table[0].value.columns
     at.run()  # a rerun (as after a page switch) keeps the mode
     assert at.sidebar.toggle(key="presentation").value is True
 

@@ -185,6 +185,13 @@ def assert_lecture_ready(pg, path: str, mode: str) -> None:
                           f"the '{preset.title}' pill")
     for tab in pg.get_by_role("tab").all():
         assert_within(tab.bounding_box(), width, None, f"the '{tab.inner_text()}' tab")
+    if mode:  # the charts' tick labels, as drawn: at least 16 px, in dark grey (Streamlit's theme: 12 px light grey)
+        ticks = pg.evaluate("""() => [...document.querySelectorAll('.xtick text, .ytick text')].map(
+            t => [parseFloat(getComputedStyle(t).fontSize), getComputedStyle(t).fill])""")
+        assert ticks or path != "Compare_runs", "no chart ticks drawn on Compare runs"
+        for size, fill in ticks:
+            channels = [int(c) for c in re.findall(r"\d+", fill)[:3]]
+            assert size >= 16 and max(channels) <= 0x60, f"a tick label of {size} px in {fill}"
 
 
 def assert_clean_log(runs: Path) -> None:
@@ -250,8 +257,10 @@ def test_tour_of_existing_runs(server, page):
     pg.wait_for_timeout(30_000)  # a few evaluations into the first run
     assert_no_exception(pg)
     shoot(pg, "train")
-    wait_for(lambda: pg.locator("p", has_text=re.compile(r"resnet-20.* — .*training")).count() >= 1, 600)
-    open_page(pg, url, "Train" + PRESENT)  # the plain net and its twin on one chart
+    # the twin trains after the plain net (or has already finished, on a fast machine)
+    wait_for(lambda: pg.locator("p", has_text=re.compile(r"resnet-20.* — .*(training|finished)")).count() >= 1, 600)
+    pg = new_window(page, PRESENT)
+    open_page(pg, url, "Train" + PRESENT)  # the plain net and its twin on one chart, on a projector
     pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
     pg.wait_for_timeout(20_000)
     assert_no_exception(pg)
@@ -262,6 +271,7 @@ def test_tour_of_existing_runs(server, page):
             stop.first.click()
             wait_idle(pg)
             pg.wait_for_timeout(3000)
+    assert_clean_log(runs)
 
 
 def test_every_page_and_a_training_round_trip(server, page, tmp_path):

@@ -289,7 +289,11 @@ def landscape_section(sel: Selection) -> None:
 # -------------------------------------------------------------------------------------- 5. shattered gradients ----
 def shattering_section(sel: Selection) -> None:
     st.subheader("Shattered gradients (Balduzzi et al. 2017)")
-    s0, s1, s2, s3, s4 = st.columns([1.4, 1, 1, 1, 2])
+    if ui.presentation():  # a projector's larger type: two rows, or the labels are cut ("At initi…")
+        s0, s1, s2 = st.columns(3)
+        s3, s4 = st.columns([1, 2])
+    else:
+        s0, s1, s2, s3, s4 = st.columns([1.4, 1, 1, 1, 2])
     # Balduzzi et al.'s result is about networks at initialisation: this tab starts there whatever the page shows.
     at_init = sel.fresh or s0.toggle("At initialisation", True, key=K + "shatter_at_init",
                                      help="Balduzzi et al. compare networks at initialisation: on (the default), the "
@@ -334,9 +338,8 @@ def shattering_section(sel: Selection) -> None:
             ui.plotly(AP.shattering_figure([e.series(r) for e, r, _ in drawn], view=view), key="an_shatter")
             st.caption(f"The number above each model is its **{name}** ({meaning}): of the three summaries below, "
                        "the one on which these models differ most.")
-            st.dataframe([{"model": e.label, **{AP.SHATTER_MEASURES[k][0].format(lag=lag): round(n[k], 4)
-                                                for k in AP.SHATTER_MEASURES}} for e, _, n in drawn],
-                         hide_index=True)
+            ui.small_table([{"model": e.label, **{AP.SHATTER_MEASURES[k][0].format(lag=lag): round(n[k], 4)
+                                                  for k in AP.SHATTER_MEASURES}} for e, _, n in drawn])
     st.markdown(
         "**What this shows.** Balduzzi et al. found that as plain feedforward nets get deeper, the gradient with "
         "respect to the input, taken at nearby inputs, decorrelates until it looks like white noise — it "
@@ -361,10 +364,9 @@ def dead_relus_section(sel: Selection) -> None:
     if results:
         ui.plotly(AP.dead_relu_figure([e.series(r) for e, r in results]), key="an_dead")
         st.markdown(AP.dead_relu_takeaway([e.series(r) for e, r in results]))
-        st.dataframe([{"model": e.label, "ReLU layers": len(r),
-                       "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
-                       "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results],
-                     hide_index=True)
+        ui.small_table([{"model": e.label, "ReLU layers": len(r),
+                         "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
+                         "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results])
     st.markdown(
         "**What this shows.** For each ReLU, the share of its units (channel × position) that output zero for "
         f"every one of the {sel.n_images:,} test images. A dead unit passes neither signal forward nor gradient "
