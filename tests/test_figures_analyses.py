@@ -32,7 +32,8 @@ def test_branch_ratio_figures():
     fig = figures.branch_ratio_figure([{"label": "resnet-20", "data": data, "residual": True, "depth": 20}])
     assert isinstance(fig.data[0], go.Bar) and list(fig.data[0].x) == [n for n, _ in data]
     assert fig.layout.xaxis.type == "category" and "F(x)" in fig.layout.yaxis.title.text
-    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖shortcut(x)‖ reference line
+    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖shortcut(x)‖ reference line …
+    assert not fig.layout.annotations and fig.data[-1].name == "branch as large as the shortcut (1)"  # … named
     hist = figures.branch_ratio_training_figure([0, 10, 20], np.random.rand(3, 3), [n for n, _ in data],
                                                 label="resnet-20")
     assert [t.name for t in hist.data] == [n for n, _ in data] and list(hist.data[0].x) == [0, 10, 20]
@@ -114,6 +115,7 @@ def test_shattering_figures():
     series = [S("resnet-56", smooth, True, 56), S("plain-56", noisy, False, 56)]
     auto = figures.shattering_figure(series, "autocorrelation")
     assert list(auto.data[0].x) == list(lags) and auto.layout.yaxis.range == (-1.05, 1.05)
+    assert not auto.layout.annotations and auto.data[-1].name == "uncorrelated (white noise)"  # not on the lines
     cos = figures.shattering_figure(series, "cosine")
     assert list(cos.data[1].y) == [1, 0, 0, 0, 0]
     sig = figures.shattering_figure(series, "signal")

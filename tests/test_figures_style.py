@@ -73,8 +73,8 @@ def test_the_legend_rows_and_slanted_labels_get_room_of_their_own():
     entries = sum(1 for t in curves.data if t.showlegend is not False)
     assert figures.for_projector(curves).layout.height == int(curves.layout.height * 1.3) + 16 * entries
     assert figures.for_projector(heatmap).layout.height == int(heatmap.layout.height * 1.3)  # no legend
-    bars = figs["branch ratios (bars)"]  # one entry, shown on purpose (showlegend=True), slanted block names
-    assert figures.for_projector(bars).layout.height == int(bars.layout.height * 1.3) + 16 + 60
+    bars = figs["branch ratios (bars)"]  # a run and the line at 1 in the legend, slanted block names
+    assert figures.for_projector(bars).layout.height == int(bars.layout.height * 1.3) + 16 * 2 + 60
 
 
 def test_a_figure_without_a_legend_gets_none():

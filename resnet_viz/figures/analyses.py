@@ -90,9 +90,8 @@ def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
         fig.add_trace(go.Bar(
             x=names, y=y, name=s.label, marker=dict(color=color),
             hovertemplate=f"<b>{s.label}</b><br>%{{x}}<br>‖F(x)‖ / ‖shortcut(x)‖ = %{{y:.3g}}<extra></extra>"))
-    fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
-                  annotation_text="branch as large as the shortcut", annotation_position="top left",
-                  annotation_font=dict(size=11, color="#666666"))
+    fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"))  # named in the legend, off the bars
+    legend_key(fig, "branch as large as the shortcut (1)", dict(width=1, dash="dot"))
     base_layout(fig, title, height=430, barmode="group", bargap=0.25, showlegend=True)
     fig.update_xaxes(title_text="residual block (input → output)", type="category", tickangle=-45)
     fig.update_yaxes(title_text="‖F(x)‖ / ‖shortcut(x)‖, mean over images" + (" — log scale" if log_y else ""),
@@ -352,9 +351,8 @@ def shattering_figure(series: Sequence[SeriesLike], view: str = "autocorrelation
             x=lags, y=y, mode="lines+markers", name=s.label, line=dict(color=color, width=2.5, dash=_dash(s)),
             marker=dict(size=6, color=color),
             hovertemplate=f"<b>{s.label}</b><br>lag %{{x}}<br>{what} %{{y:.3f}}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
-                  annotation_text="uncorrelated (white noise)", annotation_position="bottom right",
-                  annotation_font=dict(size=11, color="#666666"))
+    fig.add_hline(y=0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"))  # named in the legend, off the lines
+    legend_key(fig, "uncorrelated (white noise)", dict(width=1, dash="dot"))
     if view == "autocorrelation":
         title, ytitle = "Autocorrelation of the gradient signal (Balduzzi et al. 2017)", "autocorrelation"
     else:
