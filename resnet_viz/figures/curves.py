@@ -38,8 +38,8 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
 
     An evaluation loss far above the batches' (BatchNorm's running statistics early in a deep plain net's training:
     10⁵ against 2.3) would squash every curve into the bottom of the chart. The y-axis therefore stays within
-    OFF_THE_CHART times the highest batch curve: an evaluation above that leaves through the top edge, where a ▲
-    marks it (its value in the hover and its largest in the legend)."""
+    OFF_THE_CHART times the highest smoothed batch curve: an evaluation above that leaves through the top edge,
+    where a ▲ marks it (its value in the hover and its largest in the legend)."""
     if metric not in ("loss", "error"):
         raise ValueError("metric must be 'loss' or 'error'.")
     runs = as_runs(runs)
@@ -48,7 +48,7 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     unit = "" if metric == "loss" else "%"
     step_key = "loss" if metric == "loss" else "batch_error"
     fig = go.Figure()
-    batches: list[np.ndarray] = []  # the batch curves as drawn: the y-axis always shows them
+    batches: list[np.ndarray] = []  # the smoothed batch curves: the y-axis always shows them
     evaluations: list[tuple[RunSeries, str, str, np.ndarray, np.ndarray]] = []  # (run, colour, split, steps, values)
     for run, color in zip(runs, colors):
         m = run.metrics
@@ -56,7 +56,7 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
         if steps is not None and y is not None and len(steps) == len(y):
             y = y.astype(float) * scale
             keep = thin_indices(len(y))
-            batches.append(y[keep] if show_raw and 0 < smoothing < 1 else ema(y, smoothing)[keep])
+            batches.append(ema(y, smoothing)[keep])
             if show_raw and 0 < smoothing < 1:
                 fig.add_trace(go.Scatter(
                     x=steps[keep], y=y[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
@@ -98,13 +98,14 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     return fig
 
 
-OFF_THE_CHART = 2.0  # a loss chart's y-axis reaches at most this many times its highest batch curve
+OFF_THE_CHART = 1.5  # a loss chart's y-axis reaches at most this many times its highest smoothed batch curve
 
 
 def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluations: list, log_y: bool) -> None:
-    """When an evaluation exceeds OFF_THE_CHART times the highest batch curve, stop the y-axis just above
-    everything else and mark each such evaluation with a ▲ on the top edge, in its run's colour; the legend entry
-    names the largest, the hover each one."""
+    """When an evaluation exceeds OFF_THE_CHART times the highest smoothed batch curve, fit the y-axis to the
+    smoothed curves and the other evaluations (the faint per-batch lines may leave it), and mark each such
+    evaluation with a ▲ on the top edge, in its run's colour; the legend entry names the largest, the hover each
+    one."""
     drawn = np.concatenate(batches) if batches else np.zeros(0)
     drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
     if not drawn.size:
@@ -120,8 +121,8 @@ def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluation
     if log_y:
         y_range = [math.log10(bottom / 1.15), math.log10(top * 1.35)]
         edge = 10 ** y_range[1]
-    else:
-        y_range = [0.0, top * 1.15]
+    else:  # from just below the lowest value, not from 0: the curves get the chart's height
+        y_range = [max(0.0, bottom - 0.1 * (top - bottom)), top + 0.12 * (top - bottom)]
         edge = y_range[1]
     fig.update_yaxes(range=y_range, autorange=False)
     for run, color, split, steps, values, mask in off:
