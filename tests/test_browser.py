@@ -191,7 +191,7 @@ def assert_lecture_ready(pg, path: str, mode: str) -> None:
         assert ticks or path != "Compare_runs", "no chart ticks drawn on Compare runs"
         for size, fill in ticks:
             channels = [int(c) for c in re.findall(r"\d+", fill)[:3]]
-            assert size >= 16 and max(channels) <= 0x60, f"a tick label of {size} px in {fill}"
+            assert size >= 16 and max(channels) <= 0x60, f"{path or 'Home'}: a tick label of {size} px in {fill}"
 
 
 def assert_clean_log(runs: Path) -> None:

@@ -59,6 +59,14 @@ def test_for_projector_puts_the_legend_under_the_plot_in_rows(name):
     assert legend.font.size >= 16 and legend.groupclick == "togglegroup"  # what base_layout set is kept
 
 
+def test_log_axes_label_only_their_decades_on_a_projector():
+    """A log axis spanning a decade or two labels its 2s and 5s at 3/4 size (13.5 px on a projector), however they
+    are written: only the decades are labelled, full size (the gridlines stay)."""
+    fig = figures.training_curves(four_runs(), log_y=True)
+    assert figures.for_projector(fig).layout.yaxis.minorloglabels == "none"
+    assert figures.for_projector(fig).layout.xaxis.minorloglabels is None  # a linear axis is left alone
+
+
 def test_only_grey_notes_turn_dark():
     from resnet_viz.figures.style import _light_grey
     assert _light_grey("#777777") and _light_grey("#999") and not _light_grey("#333333")

@@ -112,6 +112,8 @@ def _readable_axes(layout: dict, tick_px: float) -> None:
         axes += [scene.setdefault(k, {}) for k in ("xaxis", "yaxis", "zaxis")]
     for axis in axes:
         axis["tickfont"] = _dark_and_large(axis.get("tickfont") or {}, tick_px)
+        if axis.get("type") == "log":  # plotly writes the 2s and 5s between decades at 3/4 size: decades only
+            axis["minorloglabels"] = "none"
         title = axis.get("title")
         title = {"text": title} if isinstance(title, str) else dict(title or {})
         title["font"] = _dark_and_large(title.get("font") or {}, tick_px)
