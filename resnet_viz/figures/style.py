@@ -3,6 +3,7 @@ enlarged for a projector.
 
 Plain networks are drawn in warm colours (yellow → dark red as they get deeper), residual networks in cool colours
 (light → dark blue); every figure has a left-aligned title, labelled axes and a legend whose groups toggle together.
+`legend_key` names a style shared by every run, or a reference line, in the legend rather than on the plot.
 `for_projector(fig)` turns any of them into its presentation-mode version.
 """
 from __future__ import annotations
