@@ -125,8 +125,18 @@ def run_name(run: Run) -> str:
     return f"{run.label} · {extra}" if extra else run.label
 
 
+def short_id(run_id: str) -> str:
+    """A run's id, short but distinct from every other's: its time stamp and random suffix without the model name the
+    title already gives ("20261207-005257 · 27f501"); a copy imported with "Keep both" says so and which ("… · copy
+    3c9e1a"). An id of another shape is kept whole."""
+    base, _, copy = run_id.partition("-copy-")
+    stamped = re.fullmatch(r"(\d{8}-\d{6})-.+-([0-9a-f]{6})", base)
+    short = f"{stamped[1]} · {stamped[2]}" if stamped else base
+    return f"{short} · copy {copy}" if copy else short
+
+
 def run_title(run: Run) -> str:
-    return f"{run_name(run)} · {run.state} · {run.id[:15]}"
+    return f"{run_name(run)} · {run.state} · {short_id(run.id)}"
 
 
 def pick_runs(key: str, runs: list[Run], label: str = "Runs", default_count: int = 2,
@@ -212,9 +222,15 @@ def follow_data(key: str, value: Any) -> Callable[[], None]:
     return lambda: st.session_state.__setitem__(touched, True)
 
 
+# Presentation mode: larger type; captions in dark grey, not faded to light grey; less blank space above the title,
+# so a projector's 720 rows show more; tab strips that wrap onto a second row instead of scrolling their last tabs
+# out of sight.
 PRESENTATION_CSS = """<style>
 html { font-size: 21px; }
 [data-testid="stSidebar"] { font-size: 18px; }
+[data-testid="stCaptionContainer"], [data-testid="stImageCaption"] { opacity: 0.9; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
+[data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; }
 </style>"""
 
 
@@ -223,9 +239,9 @@ def settings_sidebar() -> None:
     with st.sidebar:
         # Bound to the URL: it stays on across page switches and reloads, and a lecture's links can switch it on.
         st.toggle("Presentation mode", key=PRESENTATION_KEY, bind="query-params",
-                  help="For a projector: larger type, larger charts, heatmaps and Grad-CAM images one per row, and "
-                       "a plain net and its twin on one live chart. Add ?presentation=true to a page's address to "
-                       "open it this way.")
+                  help="For a projector: larger type in dark grey, larger charts with their legends underneath, "
+                       "heatmaps, landscape maps and Grad-CAM images one per row, and a plain net and its twin on "
+                       "one live chart. Add ?presentation=true to a page's address to open it this way.")
         if presentation():
             st.html(PRESENTATION_CSS)
         with st.expander("Folders", expanded=False):
@@ -248,6 +264,15 @@ def page_setup(title: str, icon: str = "🧱") -> None:
     keep_widget_state()
     session_id()
     settings_sidebar()
+
+
+def small_table(rows: list[dict]) -> None:
+    """A table of a few rows: on a projector a static one whose cells wrap, so that no column is cut at the right
+    edge (st.dataframe scrolls it out of sight), otherwise st.dataframe."""
+    if presentation():
+        st.table(rows, hide_index=True)
+    else:
+        st.dataframe(rows, hide_index=True)
 
 
 def plotly(fig, key: str | None = None, toolbar: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""Home page of the resnet_viz app (app.py routes to it): what residual learning is, the two block types, and this machine's setup.
+"""Home page of the resnet_viz app (app.py routes to it): the one-click experiments first, on the first screen; then
+what residual learning is, the two block types, and this machine's setup.
 
 Run with `streamlit run app.py`; the other pages live in pages/. Pages are views only: widgets, layout and calls into
 resnet_viz.
@@ -56,9 +57,30 @@ def runs_status(root: Path) -> str:
 
 
 st.title("Residual learning, seen from the inside")
-st.caption("An interactive companion to He, Zhang, Ren & Sun, *Deep Residual Learning for Image Recognition* (2015): "
-           "train a plain CIFAR network and its ResNet twin, then compare their loss curves, gradients and Grad-CAM "
-           "maps.")
+# The first screen carries the first action: what one click shows, then the clicks; the theory follows below.
+st.markdown("**One click trains plain networks and their ResNet twins on CIFAR-10, on this machine, in minutes: watch "
+            "a deeper plain net train worse than a shallower one, and see what the shortcuts change.**")
+
+from resnet_viz.presets import DEFAULT_MINUTES, PRESETS  # noqa: E402
+from views.presets import select_preset  # noqa: E402
+
+preset_cols = st.columns(len(PRESETS))
+for col, preset in zip(preset_cols, PRESETS):
+    with col:
+        with st.container(border=True):
+            st.markdown(f"**{preset.title}**")
+            # the button before the description, so that every button sits on the first screen
+            if st.button("Plan and train", key=f"home_preset_{preset.key}", icon=":material/play_arrow:",
+                         type="primary" if preset.key == "degradation" else "secondary"):
+                select_preset(preset.key)
+                st.switch_page("pages/2_Train.py")
+            st.caption(preset.description)
+st.caption(f"Each experiment trains its nets one after another in the background, all for the same number of steps: "
+           f"as many as fit in the minutes you choose (about {DEFAULT_MINUTES:g} by default) on this machine. The "
+           f"Train page shows the plan and the estimated time before anything starts. An interactive companion to "
+           f"He, Zhang, Ren & Sun, *Deep Residual Learning for Image Recognition* (2015).")
+
+st.subheader("Why residual learning")
 
 left, right = st.columns(2, gap="large")
 with left:
@@ -119,24 +141,6 @@ with st.expander("Two slips in the seed article, and how this app builds it inst
   paper and the article put it on the first 1×1 conv.
 """
     )
-
-st.subheader("Try it: one click")
-from resnet_viz.presets import DEFAULT_MINUTES, PRESETS  # noqa: E402
-from views.presets import select_preset  # noqa: E402
-
-st.caption(f"Each experiment trains its nets one after another in the background, all for the same number of steps: "
-           f"as many as fit in the minutes you choose (about {DEFAULT_MINUTES:g} by default) on this machine. The "
-           f"Train page shows the plan and the estimated time before anything starts.")
-preset_cols = st.columns(len(PRESETS))
-for col, preset in zip(preset_cols, PRESETS):
-    with col:
-        with st.container(border=True):
-            st.markdown(f"**{preset.title}**")
-            st.caption(preset.description)
-            if st.button("Plan and train", key=f"home_preset_{preset.key}",
-                         type="primary" if preset.key == "degradation" else "secondary"):
-                select_preset(preset.key)
-                st.switch_page("pages/2_Train.py")
 
 st.subheader("Your setup")
 device, detail = find_device()

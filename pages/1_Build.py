@@ -5,8 +5,8 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz.config import (IMAGENET_DEPTHS, PAPER_TABLE1_GMULT_ADDS, PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M,
-                               ModelConfig)
+from resnet_viz.config import (CIFAR10_HEAD, IMAGENET_DEPTHS, IMAGENET_HEAD, PAPER_TABLE1_GMULT_ADDS,
+                               PAPER_TABLE6_ERROR, PAPER_TABLE6_PARAMS_M, ModelConfig)
 from resnet_viz.errors import ConfigError
 from views.init_gradients import init_gradients_view
 
@@ -18,11 +18,12 @@ SHORTCUT_LABELS = {"A": "A · zero-pad identity", "B": "B · projection where th
                    "C": "C · projection everywhere"}
 STEM_LABELS = {"imagenet": "ImageNet: 7×7/2 conv + max-pool (224×224 input)",
                "cifar": "CIFAR: 3×3 conv (32×32 input)"}
-HEAD_LABELS = {1000: "1000 classes (ImageNet, as torchvision)", 10: "10 classes (CIFAR-10, as trained here)"}
+HEAD_LABELS = {IMAGENET_HEAD: "1000 classes (ImageNet, as torchvision)",
+               CIFAR10_HEAD: "10 classes (CIFAR-10, as trained here)"}
 # Every choice lives in st.session_state under a "keep_" key, which ui.page_setup carries across page switches.
 K = ui.KEEP_PREFIX + "build_"
 DEFAULTS = {"family": "cifar", "cifar_depth": 20, "imagenet_depth": 50, "shortcut": "A", "batchnorm": True,
-            "width": 1.0, "stem": "imagenet", "classes": 1000, "all_layers": False}
+            "width": 1.0, "stem": "imagenet", "classes": IMAGENET_HEAD, "all_layers": False}
 for name, value in DEFAULTS.items():
     st.session_state.setdefault(K + name, value)
 
@@ -59,7 +60,11 @@ compare them fairly.
 
 # ----------------------------------------------------------------------------------------------------- controls ----
 with st.container(border=True):
-    c_family, c_depth, c_shortcut, c_more = st.columns([1.1, 1.4, 1.2, 1.1], gap="medium")
+    if ui.presentation():  # a projector's larger type needs two rows of two: four columns cut labels to "Batc…"
+        c_family, c_depth = st.columns(2, gap="medium")
+        c_shortcut, c_more = st.columns(2, gap="medium")
+    else:
+        c_family, c_depth, c_shortcut, c_more = st.columns([1.1, 1.4, 1.2, 1.1], gap="medium")
     with c_family:
         family = st.radio("Family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key=K + "family",
                           on_change=on_family_change,
@@ -99,7 +104,7 @@ with st.container(border=True):
                                help="The fc layer's outputs. 1000 gives torchvision's exact parameter counts "
                                     "(ResNet-50: 25.6M); 10 is the head this app trains on CIFAR-10.")
         else:
-            stem, classes = "cifar", 10
+            stem, classes = "cifar", CIFAR10_HEAD
 
 # ------------------------------------------------------------------------------------------------ the models ----
 fields = dict(family=family, depth=depth, shortcut=shortcut, batchnorm=bool(batchnorm),
@@ -162,7 +167,7 @@ else:
                      "FLOPs (2 per multiply-add)."
                      + (" The rest of the difference: as torchvision (ResNet v1.5), each bottleneck here strides in "
                         "its 3×3 conv, so its first 1×1 conv works on the larger map." if d >= 50 else ""))
-        if classes != 1000:
+        if classes != IMAGENET_HEAD:
             notes.append("With the 10-class CIFAR head the fc layer is smaller than torchvision's: choose the "
                          "1000-class classifier for its parameter counts.")
     if fields["depth"] >= 1000:

@@ -86,11 +86,10 @@ st.markdown("**What you are looking at.** Each line is one run at one step: grad
 st.subheader("First layer ÷ last conv layer")
 ui.plotly(figures.first_last_ratio_figure(series, log_y=True), key="ratio")
 st.markdown(figures.RATIO_DEFINITION)
-st.dataframe([{"run": ui.run_name(run),
-               "start at step": f["start_step"], "ratio at the start": figures.format_ratio(f["ratio_start"]),
-               "end: steps": f"{f['end_steps'][0]:,}–{f['end_steps'][1]:,}" if f["end_steps"] else "—",
-               "ratio at the end": figures.format_ratio(f["ratio_end"])} for run, f in findings],
-             hide_index=True)
+ui.small_table([{"run": ui.run_name(run),
+                 "start at step": f["start_step"], "ratio at the start": figures.format_ratio(f["ratio_start"]),
+                 "end: steps": f"{f['end_steps'][0]:,}–{f['end_steps'][1]:,}" if f["end_steps"] else "—",
+                 "ratio at the end": figures.format_ratio(f["ratio_end"])} for run, f in findings])
 st.markdown("**What you are looking at.** The ratio per recorded step. A ratio far below 1 would mean the gradient "
             "fades on its way back to the input (vanishing gradients). He et al. argue that with BatchNorm this "
             "does not happen in their plain nets either — the degradation they see is an optimisation difficulty, "

@@ -8,7 +8,7 @@ from PIL import Image
 import ui
 from resnet_viz.data import CIFAR10_CLASSES, sample_images
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.gradcam import colour_scale, gradcam, gradcam_targets, load_image, overlay
+from resnet_viz.gradcam import MAX_UPLOAD_BYTES, colour_scale, gradcam, gradcam_targets, load_image, overlay
 from views.models import test_images, trained_model, untrained_model
 
 ui.page_setup("Grad-CAM", "🔥")
@@ -49,8 +49,13 @@ source = st.radio("Images", ("CIFAR-10 test images of a class", "Random CIFAR-10
                   horizontal=True, key=ui.KEEP_PREFIX + "cam_source")
 images, truths = None, None
 if source == "Upload an image":
-    upload = st.file_uploader("Any picture (PNG, JPEG, …): its centre square is scaled to 32×32 like CIFAR-10",
-                              key="cam_upload")
+    limit_mb = min(MAX_UPLOAD_BYTES / 2**20, float(st.get_option("server.maxUploadSize")))
+    upload = st.file_uploader(f"Any picture (PNG, JPEG, …) up to {limit_mb:g} MB: its centre square is scaled to "
+                              "32×32 like CIFAR-10", key="cam_upload")
+    # A larger file is refused in the browser before this page sees it; the uploader marks it only with a red "!"
+    # whose reason shows on hover, so the reason is written here.
+    st.caption(f"A file over {limit_mb:g} MB is refused as it is dropped (the uploader marks it with a red “!”): "
+               "save the picture smaller, e.g. as a JPEG of a few megapixels, and drop it again.")
     if upload is not None:
         try:
             images, truths = load_image(upload).unsqueeze(0), [None]

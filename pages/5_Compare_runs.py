@@ -29,16 +29,20 @@ if chosen:
     ui.plotly(figures.fig6_error_curves(series, log_y=log_y), key="fig6")
     st.markdown("**What you are looking at.** As in the paper's Fig. 6: plain nets on the left, ResNets on the "
                 "right; thin dashed lines are training error, bold lines test error (both on fixed evaluation "
-                "subsets), colour marks depth. The dotted lines are the paper's Table 6 test errors after the full "
+                "subsets). Colour marks the run: warm for plain nets, cool for ResNets, darker for deeper ones. "
+                "The dotted lines are the paper's Table 6 test errors after the full "
                 "64k-iteration schedule — a brief run will sit well above them; what matters is the order of the "
                 "curves. Degradation shows as the deeper *plain* net having the higher **training** error.")
-    losses = [run.metrics.get(k) for run in chosen for k in ("loss", "train_loss", "test_loss")]
+    # The chart's axis follows the batch curves (an evaluation far above them is marked on its top edge), so they
+    # alone decide whether it needs a log scale.
+    losses = [run.metrics.get("loss") for run in chosen]
     loss_log_key = ui.KEEP_PREFIX + "compare_loss_log"
     loss_log = st.toggle("Log scale for the loss", key=loss_log_key,
                          on_change=ui.follow_data(loss_log_key, figures.spans_decades(losses)),
-                         help="On by default when the chosen runs' losses span two decades or more — e.g. an early "
-                              "spike of a deep plain net, which would flatten every other curve. It follows your "
-                              "selection until you set it yourself.")
+                         help="On by default when the chosen runs' batch losses span two decades or more, e.g. a "
+                              "run that diverged. An evaluation far above the batches (BatchNorm's running "
+                              "statistics, early in a deep plain net) is marked ▲ on the chart's top edge instead. "
+                              "It follows your selection until you set it yourself.")
     ui.plotly(figures.training_curves(series, metric="loss", log_y=loss_log, title="Training loss"), key="loss")
     spike_note = figures.eval_spike_note(series)
     if spike_note:
@@ -66,14 +70,22 @@ table = [{"model": s["label"], "name": s["name"], "status": s["status"], "steps"
           "train loss": s["final_train_loss"], "train error %": pct(s["final_train_error"]),
           "test error %": pct(s["final_test_error"]), "seconds": s["seconds"] and round(s["seconds"]),
           "created": s["created"], "id": s["id"]} for s in summaries]
-st.dataframe(table, hide_index=True, width="stretch",
+# On screen: the id short but distinct (ui.short_id: a copy says so), second; the name and the creation time, which
+# the model and the id already carry, only in the CSV. On a projector, only the columns a lecture discusses, so that
+# the table fits its width.
+shown = [{**row, "id": ui.short_id(row["id"])} for row in table]
+columns = ["model", "id", "steps", "train error %", "test error %"] if ui.presentation() else \
+    ["model", "id", "status", "steps", "train loss", "train error %", "test error %", "seconds"]
+st.dataframe(shown, hide_index=True, width="stretch", column_order=columns,
              column_config={"train loss": st.column_config.NumberColumn(format="%.3f")})
+if ui.presentation():
+    st.caption("Status, train loss and seconds: in the CSV, or with presentation mode off.")
 buf = io.StringIO()
 if table:
     writer = csv.DictWriter(buf, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)
-c1, c2 = st.columns(2)
+c1, c2 = (st.container(), st.container()) if ui.presentation() else st.columns(2)  # a run's title needs the width
 c1.download_button("Download this table (CSV)", buf.getvalue(), "resnet_viz_runs.csv", "text/csv",
                    disabled=not table)
 by_id = {r.id: r for r in all_runs}

@@ -24,7 +24,8 @@ if not all_runs:
             f"`{ui.runs_dir()}` — change it in the sidebar under ▸ Folders.)")
     st.stop()
 
-c1, c3 = st.columns([4, 1], vertical_alignment="bottom")
+# on a projector the run picker takes the whole width: beside the slider its second run's name was cut
+c1, c3 = (st.container(), st.container()) if ui.presentation() else st.columns([4, 1], vertical_alignment="bottom")
 c2 = st.container()
 with c2:
     fresh = st.toggle("Use fresh (untrained) models instead", False, key=K + "fresh",

@@ -12,13 +12,13 @@ import warnings
 from pathlib import Path
 
 from . import cli_gradients
-from .config import (DEVICES, FAMILIES, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS, ModelConfig, RunConfig,
-                     TrainConfig)
+from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
+                     ModelConfig, RunConfig, TrainConfig)
 from .errors import ResnetVizError
 from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 
 
-def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
+def _model_args(p: argparse.ArgumentParser, sweep: bool, describe_only: bool = False) -> None:
     g = p.add_argument_group("model")
     many = {"nargs": "+"} if sweep else {}
     g.add_argument("--family", choices=FAMILIES, default="cifar",
@@ -34,8 +34,12 @@ def _model_args(p: argparse.ArgumentParser, sweep: bool) -> None:
     g.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1 = 16/32/64)")
     g.add_argument("--stem", choices=STEMS, default=None,
                    help="imagenet family: 'imagenet' 7x7/2 + max-pool (default) or 'cifar' 3x3/1 for 32x32 images")
-    if not sweep:
-        g.add_argument("--num-classes", type=int, default=10, help="classifier outputs (CIFAR-10: 10; ImageNet: 1000)")
+    if describe_only:  # a model described, not trained: the ImageNet family has ImageNet's head, as on Build
+        g.add_argument("--num-classes", type=int, default=None,
+                       help="classifier outputs (default: 1000 for imagenet, torchvision's head; 10 for cifar)")
+    elif not sweep:
+        g.add_argument("--num-classes", type=int, default=10,
+                       help="classifier outputs (default 10: the CIFAR-10 classes it trains on)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="give an incoming run a new id when the store has one with its id (default: skip it)")
     cli_gradients.add_parser(sub)
     su = sub.add_parser("summary", help="print a model's per-layer summary")
-    _model_args(su, sweep=False)
+    _model_args(su, sweep=False, describe_only=True)
     su.add_argument("--input-size", type=int, default=None)
     return parser
 
@@ -140,7 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_config(args, arch: str, depth: int) -> ModelConfig:
     return ModelConfig(family=args.family, depth=depth, residual=arch == "residual", shortcut=args.shortcut,
                        batchnorm=not args.no_bn, width=args.width, stem=args.stem,
-                       num_classes=getattr(args, "num_classes", 10))
+                       num_classes=_num_classes(args))
+
+
+def _num_classes(args) -> int:
+    """--num-classes, or the family's own head: 1000 for an ImageNet net described by `summary` (torchvision's
+    ResNet-50 has 25.56M parameters with it), 10 for anything trained here on CIFAR-10."""
+    chosen = getattr(args, "num_classes", None)
+    if chosen is not None:
+        return chosen
+    return IMAGENET_HEAD if args.family == "imagenet" and args.command == "summary" else CIFAR10_HEAD
 
 
 def _schedule_and_lr(args) -> tuple[str, float, str | None]:

@@ -15,6 +15,8 @@ SCHEDULES = ("step", "onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
+IMAGENET_HEAD = 1000  # classifier outputs of an ImageNet net as described (Build, `summary`): torchvision's
+CIFAR10_HEAD = 10  # classifier outputs of every net trained here: CIFAR-10's classes
 # Paper Table 6 (CIFAR-10 test error, %, residual nets with option A); plain nets have no table, only Fig. 6.
 PAPER_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}

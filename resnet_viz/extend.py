@@ -5,6 +5,7 @@ the new total (epochs; no max_steps). Training continues from the checkpoint's w
 momentum and data order (`resnet_viz.checkpoint`), so 1 epoch and then 1 more equals 2 epochs straight.
 
 Choices a user should know:
+- Evaluations keep the run's own cadence (an automatic one would squeeze a dozen into the new steps).
 - Learning rate: a constant schedule simply goes on (warm-up included). Any other schedule holds the run's last
   learning rate for all the new steps: stretching a step, cosine or one-cycle schedule over the new total would
   throw the learning rate back up in the middle of a trained run.
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .checkpoint import SavedTraining, read_checkpoint
@@ -39,7 +41,7 @@ from .errors import ConfigError, RunStoreError
 from .files import storage_error
 from .metric_log import MetricArrays
 from .store import Run, RunStore, RunWriter, _pid_alive, atomic_write_bytes, atomic_write_json
-from .schedule import StepPlan, lr_at
+from .schedule import StepPlan, eval_interval, lr_at
 from .trainer import Progress, Trainer, TrainResult, resolve_device
 
 LOCK_FILE = ".extending"
@@ -203,8 +205,20 @@ def prepare_extension(store: RunStore, run_id: str, epochs: float, data: Cifar10
     per_epoch = extension.steps_per_epoch
     config.train.epochs = (start + max(1, round(epochs * per_epoch))) / per_epoch
     config.train.max_steps = None
+    if not config.train.eval_every:  # the run's own cadence, not a dozen evaluations squeezed into the new steps
+        config.train.eval_every = own_eval_interval(run.metrics, start)
     config.validate()
     return extension
+
+
+def own_eval_interval(metrics: dict, start: int) -> int:
+    """The steps between a run's evaluations, as recorded (its first two, at steps 0 and the interval), or the
+    interval its `start` steps would have had by default when it recorded fewer."""
+    evals = np.asarray(metrics.get("eval_step", ()), dtype=int)
+    evals = evals[evals <= start]
+    if len(evals) >= 2 and evals[1] > evals[0]:
+        return int(evals[1] - evals[0])
+    return eval_interval(start)
 
 
 def extend_run(store: RunStore, run_id: str, epochs: float, data: Cifar10Tensors | None = None,

@@ -238,6 +238,18 @@ def test_lesion_random_shapes_seed_and_limits(resnet, plain, images, labels):
         A.lesion_random(plain, images, labels, k_values=(5,))
 
 
+def test_the_two_lesion_studies_agree_on_the_intact_net_given_the_same_images(resnet, plain, images, labels):
+    """Each study sizes its own image subset to its budget, so their intact accuracies can differ; the page says why,
+    with `lesion_random_images`, and with one number of images for both they agree."""
+    n = A.lesion_random_images(resnet, images, k_values=(0, 1), draws=2, max_images=12)
+    assert n == 12 and A.lesion_random_images(resnet, images, k_values=(0, 1), draws=2) <= len(images)
+    result = A.lesion_random(resnet, images, labels, k_values=(0, 1), draws=2, max_images=12)
+    assert all(abs(a * n - round(a * n)) < 1e-9 for v in result.values() for a in v)  # counts out of n images
+    assert A.lesion_single(resnet, images, labels, max_images=12)["baseline"] == pytest.approx(result[0][0])
+    with pytest.raises(ConfigError, match="4 removable blocks"):
+        A.lesion_random_images(plain, images, k_values=(5,))
+
+
 # ---------------------------------------------------------------------------------------- landscape ----
 def test_filter_normalised_direction(resnet):
     d = A.random_direction(resnet, torch.Generator().manual_seed(0))

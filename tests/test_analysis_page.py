@@ -1,4 +1,5 @@
 """The Analyses page, as AppTest runs it on a tiny trained plain/residual pair (its figures: test_figures_analyses)."""
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,25 @@ def test_a_plain_only_selection_in_the_branch_ratio_section(trained_store, data_
     assert at.multiselect[0].value == plain
     assert charts(at) == 0
     assert any("no shortcut" in i.value and "Add a ResNet" in i.value for i in at.info)
+
+
+def test_the_lesion_studies_say_why_their_intact_accuracies_differ(trained_store, data_dir, monkeypatch):
+    """With automatic image counts each study sizes its subset to its own budget: here (a budget squeezed to fit
+    these tiny nets) the single-block study takes all 60 test images and the random one fewer, for the ResNet."""
+    monkeypatch.setattr("resnet_viz.analyses.common.CPU_BUDGET_GMACS", 0.18)
+    at = app(trained_store, data_dir, monkeypatch)
+    at.session_state["keep_an_images"] = 64  # the 60 test images of data_dir
+    at.session_state["analysis"] = TABS[2]
+    ok(at.run())
+    at.slider(key="keep_an_lesion_k").set_value(2)
+    at.slider(key="keep_an_lesion_draws").set_value(2)
+    ok(at.button(key="an_lesion_single_go").click().run())
+    ok(at.button(key="an_lesion_random_go").click().run())
+    [why] = [c.value for c in at.caption if "Why the intact accuracies differ" in c.value]
+    counts = re.search(r"resnet-8 \(width ×0\.25\): [\d.]+% on 60 images vs [\d.]+% on (\d+)", why)
+    assert counts and 16 <= int(counts[1]) < 60 and "plain-8" not in why  # the plain net's two agree
+    assert "Set **Images** above to one number" in why
+    at.number_input(key="keep_an_lesion_images").set_value(32)
+    ok(at.button(key="an_lesion_single_go").click().run())
+    ok(at.button(key="an_lesion_random_go").click().run())
+    assert not [c for c in at.caption if "Why the intact accuracies differ" in c.value]  # the same 32 images

@@ -1,6 +1,7 @@
 """AppTest for what the charts' pages say and choose: the default pair of runs, defaults that follow the selection
 until the user sets them, the gradient-flow sentence's step numbers, the evaluation-spike note, run names and
 presentation mode. The run store is written directly with synthetic metrics: no training needed."""
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -81,6 +82,21 @@ def test_default_pair_is_twins_of_one_preset_then_the_rest_of_it(store, monkeypa
         ids[k] for k in ("plain-20", "plain-56", "resnet-20", "resnet-56"))  # four wanted: the whole preset
 
 
+def test_a_presets_runs_stay_together_whatever_precision_each_net_got(tmp_path, monkeypatch):
+    """The "All four" preset measured bf16 faster for the plain nets and fp32 for the ResNets on this machine: the
+    four are still one preset's runs, all picked on Compare runs (it picked three)."""
+    s = RunStore(tmp_path)
+    ids = {f"{'resnet' if residual else 'plain'}-{depth}": add_run(
+        s, depth, residual, f"{'resnet' if residual else 'plain'}-{depth} · all", 100.0 + i,
+        train=dataclasses.replace(BRIEF, precision="fp32" if residual else "bf16", threads=2 + i))
+        for i, (depth, residual) in enumerate([(20, False), (56, False), (20, True), (56, True)])}
+    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(ids.values())
+    at = page("3_Gradient_flow.py", tmp_path, monkeypatch).run()
+    assert at.multiselect(key="keep_grad_runs").value == [ids["plain-56"], ids["resnet-56"]]
+
+
 def test_run_names_do_not_repeat_the_label():
     def run(label, name):
         return SimpleNamespace(label=label, name=name)
@@ -119,17 +135,38 @@ def test_relative_depth_follows_the_selection_until_set(store, monkeypatch):
     assert relative() is True  # … stays
 
 
-def test_loss_log_scale_follows_the_selection_and_a_spike_is_explained(store, monkeypatch):
+def test_a_spike_is_marked_and_explained_without_a_log_scale(store, monkeypatch):
+    """plain-56's evaluation at 1.2×10⁵ is marked on the loss chart's top edge and explained below it; the batch
+    curves decide the scale, so it stays linear."""
     root, ids = store
     at = page("5_Compare_runs.py", root, monkeypatch).run()
     no_exception(at)
-    log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
-    assert log() is True  # plain-56's spike spans decades
+    assert at.toggle(key="keep_compare_loss_log").value is False
+    [loss] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Training loss" in c.proto.spec]
+    assert loss["layout"]["meta"]["off_the_chart"] == 1 and loss["layout"]["yaxis"]["range"][1] < 5
     assert any("Why the evaluation loss spikes" in m.value and "plain-56" in m.value for m in at.markdown)
     at.multiselect(key="keep_compare_runs").set_value([ids["plain-20"], ids["resnet-20"]]).run()
-    assert log() is False and not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
+    assert not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
+
+
+def test_loss_log_scale_follows_the_selection_until_set(tmp_path, monkeypatch):
+    """On for a run whose batch losses span decades (it diverged), off without it — until the user sets it."""
+    s = RunStore(tmp_path)
+    calm = add_run(s, 20, True, "resnet-20", 100.0)
+    metrics = synthetic_metrics(20, False)
+    metrics["loss"] = np.geomspace(2.3, 4e4, len(metrics["loss"]))
+    writer = s.create(RunConfig(model=ModelConfig(depth=20, residual=False), train=BRIEF, name="plain-20"))
+    writer.write_metrics(metrics, cifar_layer_names(20))
+    writer.set_status("diverged", step=60)
+    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    no_exception(at)
+    log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
+    at.multiselect(key="keep_compare_runs").set_value([writer.id, calm]).run()
+    assert log() is True
+    at.multiselect(key="keep_compare_runs").set_value([calm]).run()
+    assert log() is False
     at.toggle(key="keep_compare_loss_log").set_value(True).run()
-    at.multiselect(key="keep_compare_runs").set_value([ids["resnet-20"]]).run()
+    at.multiselect(key="keep_compare_runs").set_value([writer.id]).run()
     assert log() is True  # set by the user: it stays
 
 
@@ -143,6 +180,8 @@ def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
     assert len(after) == len(before) == 4  # two heatmaps, profiles, ratio
     for small, big in zip(before, after):
         assert big["font"]["size"] > small["font"]["size"] and big["height"] > small["height"]
+    # the ratio table: a static table whose cells wrap, not a grid that scrolls its last columns out of sight
+    assert len(at.table) == 1 and not at.dataframe and "ratio at the end" in at.table[0].value.columns
     at.run()  # a rerun (as after a page switch) keeps the mode
     assert at.sidebar.toggle(key="presentation").value is True
 

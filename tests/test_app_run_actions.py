@@ -59,6 +59,17 @@ def test_import_box_fills_an_empty_store_and_never_overwrites(pack, data_dir, tm
 
     import_file(at, "lecture.zip", pack, keep_both=True)
     assert any("Imported 2 run(s)" in s.value for s in at.success) and len(RunStore(runs).list()) == 4
+    # every picker tells the copies from their originals (the id cut to 15 characters made them identical)
+    for picker in (at.multiselect(key="keep_compare_runs"), at.selectbox(key="export_pick")):
+        titles = list(picker.options)
+        assert len(set(titles)) == 4 and sum(" · copy " in t for t in titles) == 2, titles
+
+
+def test_short_ids_tell_copies_apart():
+    import ui
+    assert ui.short_id("20261207-005257-plain-20-27f501") == "20261207-005257 · 27f501"
+    assert ui.short_id("20261207-005257-plain-20-27f501-copy-3c9e1a") == "20261207-005257 · 27f501 · copy 3c9e1a"
+    assert ui.short_id("my-own-run") == "my-own-run"  # an id of another shape is kept whole
 
 
 def test_import_box_explains_a_bad_file(data_dir, tmp_path, monkeypatch):

@@ -2,7 +2,10 @@
 
 Opens every page, trains a tiny plain/residual pair from the Train page, waits for the live charts, opens Gradient
 flow and Grad-CAM for those runs (uploading a non-image and an image), and asserts that no page shows a Streamlit
-exception. Screenshots go to test-artifacts/ (and to docs/ when RESNET_VIZ_SCREENSHOTS_TO_DOCS=1).
+exception. A lecture-hall walk then opens every page as it is (1400×900) and in presentation mode at a projector's
+1280×720, and asserts what a lecture needs: the first action on Home's first screen, every tab and pill within the
+width, and a server log without a traceback or a warning. Screenshots go to test-artifacts/ (and to docs/ when
+RESNET_VIZ_SCREENSHOTS_TO_DOCS=1).
 
 Data: tiny CIFAR-10 python batches made here, or the folder named by RESNET_VIZ_E2E_DATA (e.g. the JPEG copy).
 With RESNET_VIZ_E2E_RUNS (a copy of a real run store, e.g. the "All four" preset's runs) a tour of those runs comes
@@ -22,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from cifar_fixtures import write_python_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("RESNET_VIZ_CHROMIUM", "/usr/bin/chromium")
@@ -46,12 +48,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, trained_store, data_dir):
+    """`streamlit run app.py` on a store with a tiny trained plain/residual pair (or a copy of RESNET_VIZ_E2E_RUNS);
+    its log is streamlit.log beside the store. Yields (url, the store's folder)."""
     base = tmp_path_factory.mktemp("e2e")
-    data = os.environ.get("RESNET_VIZ_E2E_DATA") or str(write_python_batches(base / "cifar", 12, 6))
+    data = os.environ.get("RESNET_VIZ_E2E_DATA") or str(data_dir)
     runs = base / "runs"
-    if os.environ.get("RESNET_VIZ_E2E_RUNS"):  # start from an existing store (docs screenshots on real runs)
-        shutil.copytree(os.environ["RESNET_VIZ_E2E_RUNS"], runs)
+    # start from an existing store: real runs for the docs' screenshots, else the tiny pair
+    shutil.copytree(os.environ.get("RESNET_VIZ_E2E_RUNS") or trained_store, runs)
     port = free_port()
     env = dict(os.environ, RESNET_VIZ_RUNS=str(runs), RESNET_VIZ_DATA=data, RESNET_VIZ_CACHE=str(base / "cache"),
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
@@ -93,13 +97,23 @@ def page(server):
         browser.close()
 
 
-def shoot(pg, name: str, docs: bool = True) -> None:
+def shoot(pg, name: str, docs: bool = True, whole_page: bool = True) -> None:
+    """A screenshot of the whole page (Streamlit scrolls inside the window, so the window is stretched to the page's
+    height for it, then put back), or with `whole_page=False` of the window as it is: the first screen."""
     ARTIFACTS.mkdir(exist_ok=True)
+    window = pg.viewport_size
+    if whole_page:
+        tall = pg.evaluate("""() => Math.max(...[...document.querySelectorAll(
+            '[data-testid="stMain"], [data-testid="stAppViewContainer"]')].map(e => e.scrollHeight), 0)""")
+        pg.set_viewport_size({"width": window["width"], "height": min(max(window["height"], tall), 6000)})
     pg.wait_for_timeout(800)  # let plotly finish drawing
-    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    targets = [ARTIFACTS / f"{name}.png"]
     if docs and os.environ.get("RESNET_VIZ_SCREENSHOTS_TO_DOCS"):
         (ROOT / "docs").mkdir(exist_ok=True)
-        pg.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=True)
+        targets.append(ROOT / "docs" / f"{name}.png")
+    for target in targets:
+        pg.screenshot(path=str(target))
+    pg.set_viewport_size(window)
 
 
 def open_page(pg, url: str, path: str) -> None:
@@ -136,6 +150,55 @@ TOUR = bool(os.environ.get("RESNET_VIZ_E2E_RUNS"))
 
 
 PRESENT = "?presentation=true"  # presentation mode from the address (ui.PRESENTATION_KEY is bound to the URL)
+SCREENS = {"": (1400, 900), PRESENT: (1280, 720)}  # each mode's window: a laptop; a lecture hall's projector
+
+
+def new_window(pg, mode: str):
+    """A page in a browser window of `mode`'s size (SCREENS), a session of its own, from `pg`'s browser."""
+    width, height = SCREENS[mode]
+    window = pg.context.browser.new_context(viewport={"width": width, "height": height}).new_page()
+    window.set_default_timeout(60_000)
+    return window
+
+
+def assert_within(box: dict | None, width: int, height: int | None, what: str) -> None:
+    """`box` (a bounding box, in window pixels) lies within the window's width, and its height when given."""
+    assert box is not None, f"{what} is not displayed"
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{what} reaches past the window's width: {box}"
+    if height is not None:
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"{what} is not on the first screen: {box}"
+
+
+def assert_lecture_ready(pg, path: str, mode: str) -> None:
+    """What a lecture needs of a page in a window of SCREENS[mode]: every one-click experiment on Home's first
+    screen, every experiment pill on Train and every tab of any page within the width."""
+    from resnet_viz.presets import PRESETS
+    width, height = SCREENS[mode]
+    if path == "":
+        buttons = pg.get_by_role("button", name=re.compile("Plan and train")).all()
+        assert len(buttons) == len(PRESETS)
+        for button in buttons:
+            assert_within(button.bounding_box(), width, height, "a Home 'Plan and train' button")
+    if path == "Train":
+        for preset in PRESETS:
+            assert_within(pg.get_by_role("radio", name=preset.title).bounding_box(), width, None,
+                          f"the '{preset.title}' pill")
+    for tab in pg.get_by_role("tab").all():
+        assert_within(tab.bounding_box(), width, None, f"the '{tab.inner_text()}' tab")
+    if mode:  # the charts' tick labels, as drawn: at least 16 px, in dark grey (Streamlit's theme: 12 px light grey)
+        ticks = pg.evaluate("""() => [...document.querySelectorAll('.xtick text, .ytick text')].map(
+            t => [parseFloat(getComputedStyle(t).fontSize), getComputedStyle(t).fill])""")
+        assert ticks or path != "Compare_runs", "no chart ticks drawn on Compare runs"
+        for size, fill in ticks:
+            channels = [int(c) for c in re.findall(r"\d+", fill)[:3]]
+            assert size >= 16 and max(channels) <= 0x60, f"{path or 'Home'}: a tick label of {size} px in {fill}"
+
+
+def assert_clean_log(runs: Path) -> None:
+    """The server's log (streamlit.log beside the run store) has no traceback and no warning."""
+    log = (runs.parent / "streamlit.log").read_text()
+    bad = [line for line in log.splitlines() if re.search(r"Traceback|Warning|WARNING", line)]
+    assert not bad, "the server logged:\n" + "\n".join(bad[:20])
 
 
 def queue_custom_runs(pg, url: str, depth: str, width: str, images: str, batch: str, present: bool = False) -> None:
@@ -154,9 +217,9 @@ def queue_custom_runs(pg, url: str, depth: str, width: str, images: str, batch: 
 def test_tour_of_existing_runs(server, page):
     """Every page on real runs (the default picks are twins of one preset), as it is and in presentation mode, then a
     plain net and its twin trained from the Train page and watched live, in both modes."""
-    url, _ = server
-    pg = page
+    url, runs = server
     for mode, suffix in (("", ""), (PRESENT, "_presentation")):
+        pg = new_window(page, mode)  # 1400×900, or a projector's 1280×720
         for path, name, ready in (("", "home", "h1"), ("Build", "build", '[data-testid="stPlotlyChart"]'),
                                   ("Gradient_flow", "gradient_flow", '[data-testid="stPlotlyChart"]'),
                                   ("Grad-CAM", "gradcam", '[data-testid="stImage"]'),
@@ -166,29 +229,38 @@ def test_tour_of_existing_runs(server, page):
             pg.wait_for_selector(ready)
             wait_idle(pg, 120)
             assert_no_exception(pg)
+            assert_lecture_ready(pg, path, mode)
             if mode:
                 assert pg.get_by_role("switch", name="Presentation mode").is_checked()
+            if path == "":
+                shoot(pg, f"home{suffix}_first_screen", whole_page=False)  # what the hall sees on opening
             shoot(pg, name + suffix)
-        for tab, button, name in (("Lesion", "Compute: delete each block alone", "analyses_lesion"),
-                                  ("Loss landscape", "Compute the landscape", "analyses_landscape"),
-                                  ("Shattered", None, "analyses_shattered"),
-                                  ("Dead ReLUs", None, "analyses_dead_relus")):
+        for tab, buttons, name in (("Lesion", ("Compute: delete each block alone", "Compute: delete k random blocks"),
+                                    "analyses_lesion"),
+                                   ("Loss landscape", ("Compute the landscape",), "analyses_landscape"),
+                                   ("Shattered", (), "analyses_shattered"),
+                                   ("Dead ReLUs", (), "analyses_dead_relus")):
             pg.get_by_role("tab", name=tab, exact=False).click()
             wait_idle(pg, 120)
-            if button and not mode:  # computed once; presentation mode shows the kept results
+            for button in buttons if not mode else ():  # computed once; presentation mode shows the kept results
                 pg.get_by_role("button", name=button).click()
-                wait_idle(pg, 180)
+                wait_idle(pg, 300)
             assert_no_exception(pg)
             shoot(pg, name + suffix)
+        pg.context.close()
+    assert_clean_log(runs)
 
+    pg = page
     queue_custom_runs(pg, url, depth="20", width="1", images="640", batch="64")
     pg.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
     pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=240_000)
     pg.wait_for_timeout(30_000)  # a few evaluations into the first run
     assert_no_exception(pg)
     shoot(pg, "train")
-    wait_for(lambda: pg.locator("p", has_text=re.compile(r"resnet-20.* — .*training")).count() >= 1, 600)
-    open_page(pg, url, "Train" + PRESENT)  # the plain net and its twin on one chart
+    # the twin trains after the plain net (or has already finished, on a fast machine)
+    wait_for(lambda: pg.locator("p", has_text=re.compile(r"resnet-20.* — .*(training|finished)")).count() >= 1, 600)
+    pg = new_window(page, PRESENT)
+    open_page(pg, url, "Train" + PRESENT)  # the plain net and its twin on one chart, on a projector
     pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
     pg.wait_for_timeout(20_000)
     assert_no_exception(pg)
@@ -199,6 +271,7 @@ def test_tour_of_existing_runs(server, page):
             stop.first.click()
             wait_idle(pg)
             pg.wait_for_timeout(3000)
+    assert_clean_log(runs)
 
 
 def test_every_page_and_a_training_round_trip(server, page, tmp_path):
@@ -245,6 +318,8 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     shoot(pg, "gradcam", docs=not TOUR)
     pg.get_by_text("Upload an image").click()
     wait_idle(pg)
+    # a file over the limit is refused in the browser, marked only by a red "!": the limit is said in words
+    pg.get_by_text("is refused as it is dropped", exact=False).wait_for()
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("this is not a picture\n")
     pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(not_an_image))
@@ -274,3 +349,28 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
     assert_no_exception(pg)
     shoot(pg, "analyses_lesion", docs=not TOUR)
+
+
+def test_a_lecture_hall_walk(server, page):
+    """Every page of the table of pages, as it is at 1400×900 and in presentation mode at a projector's 1280×720:
+    no error box; Home's one-click experiments on the first screen, every pill and tab within the width; each tab
+    of the Analyses page opened in presentation mode; and then a server log without a traceback or a warning."""
+    from views.pages import HOME, PAGES
+    url, runs = server
+    for mode in SCREENS:
+        pg = new_window(page, mode)
+        # Home first, at the root: until a session has opened the root, a fresh server would serve the others from
+        # pages/ directly, without app.py's navigation (Streamlit's pages/ folder convention)
+        for spec in PAGES:
+            path = "" if spec is HOME else spec.url_path
+            open_page(pg, url, path + mode)
+            wait_idle(pg, 120)
+            assert_no_exception(pg)
+            assert_lecture_ready(pg, path, mode)
+        if mode:  # the Analyses page is open: each of its tabs (the cheap analyses compute as they open)
+            for tab in pg.get_by_role("tab").all()[1:]:
+                tab.click()
+                wait_idle(pg, 120)
+                assert_no_exception(pg)
+        pg.context.close()
+    assert_clean_log(runs)

@@ -107,8 +107,22 @@ def test_missing_data_without_network_names_both_ways(tmp_path, env):
 
 
 def test_summary_prints_the_seed_articles_resnet50():
-    out = cli("summary", "--family", "imagenet", "--depth", "50", "--num-classes", "1000").stdout
+    """The ImageNet family is described with ImageNet's 1000-class head unless told otherwise, as on the Build page
+    and in the README: torchvision's ResNet-50 has 25.56M parameters."""
+    out = cli("summary", "--family", "imagenet", "--depth", "50").stdout
     assert "25.56M parameters" in out and "stage5.res5c.conv3" in out and "stage2.res2a.shortcut.conv" in out
+    assert "2,049,000" in out  # the fc: 2048 × 1000 weights and 1000 biases
+    assert "23.53M parameters" in cli("summary", "--family", "imagenet", "--depth", "50", "--num-classes", "10").stdout
+    assert "269.7K parameters" in cli("summary", "--depth", "20").stdout  # a CIFAR net keeps its 10-class head
+
+
+def test_a_trained_imagenet_net_keeps_the_cifar10_head():
+    """Training reads CIFAR-10, so a run's head has its ten classes whatever the family."""
+    from resnet_viz.cli import _model_config, build_parser
+    args = build_parser().parse_args(["train", "--family", "imagenet", "--depth", "18", "--stem", "cifar"])
+    assert _model_config(args, args.arch, args.depth).num_classes == 10
+    args = build_parser().parse_args(["summary", "--family", "imagenet", "--depth", "18"])
+    assert _model_config(args, args.arch, args.depth).num_classes == 1000
 
 
 def test_brief_runs_default_to_one_cycle_and_say_so(capsys):

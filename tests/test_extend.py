@@ -162,6 +162,18 @@ def test_a_diverged_extension_keeps_the_earlier_checkpoint(data, tmp_path):
     assert again.status == "finished" and again.steps == 14 and np.isfinite(again.metrics["loss"]).all()
 
 
+def test_an_extension_evaluates_at_the_runs_own_cadence(data, tmp_path):
+    """28 steps evaluated every 2 (a dozen per run); 7 more steps go on every 2, not at every step (a dozen of 7)."""
+    store = RunStore(tmp_path)
+    first = Trainer(config(4, branch_ratio_every=0), data=data, store=store).run()
+    assert list(first.metrics["eval_step"][:3]) == [0, 2, 4]
+    extension = prepare_extension(store, first.run_id, 1, data=data)
+    assert extension.config.train.eval_every == 2
+    result = extension.run()
+    assert list(result.metrics["eval_step"][14:]) == [28, 30, 32, 34, 35]  # 35: a run always evaluates its end
+    assert store.get(first.run_id).config.train.eval_every == 2  # recorded, so a further extension keeps it
+
+
 def test_what_cannot_be_extended(data, tmp_path):
     store = RunStore(tmp_path)
     finished = Trainer(config(1), data=data, store=store).run()

@@ -32,7 +32,8 @@ def test_branch_ratio_figures():
     fig = figures.branch_ratio_figure([{"label": "resnet-20", "data": data, "residual": True, "depth": 20}])
     assert isinstance(fig.data[0], go.Bar) and list(fig.data[0].x) == [n for n, _ in data]
     assert fig.layout.xaxis.type == "category" and "F(x)" in fig.layout.yaxis.title.text
-    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖shortcut(x)‖ reference line
+    assert any(s.y0 == 1.0 for s in fig.layout.shapes)  # the ‖F(x)‖ = ‖shortcut(x)‖ reference line …
+    assert not fig.layout.annotations and fig.data[-1].name == "branch as large as the shortcut (1)"  # … named
     hist = figures.branch_ratio_training_figure([0, 10, 20], np.random.rand(3, 3), [n for n, _ in data],
                                                 label="resnet-20")
     assert [t.name for t in hist.data] == [n for n, _ in data] and list(hist.data[0].x) == [0, 10, 20]
@@ -55,14 +56,16 @@ def test_lesion_single_figure_marks_blocks_that_cannot_be_removed():
     by_name = {t.name: t for t in fig.data}
     stuck = by_name["plain-8: ✕ cannot be removed"]
     assert list(stuck.x) == ["stage2.block1"] and list(stuck.y) == [0]  # not an accuracy: no bar reaches up
-    [mark] = [a for a in fig.layout.annotations if "cannot be removed" in a.text]
-    assert mark.y == 0 and mark.textangle == -90 and NOT_REMOVABLE in mark.hovertext
+    [mark] = [a for a in fig.layout.annotations if a.text == "✕"]  # a mark, not words over the next bars
+    assert mark.y == 0 and "cannot be removed" in mark.hovertext and NOT_REMOVABLE in mark.hovertext
     assert mark.x == pytest.approx(1 - 0.4 + 0.2)  # in plain-8's slot (the left of two) at the second block
     assert list(fig.layout.xaxis.categoryarray) == ["stage1.block1", "stage2.block1", "stage2.block2"]  # depth order
     assert list(by_name["plain-8: block deleted"].x) == ["stage1.block1", "stage2.block2"]
     assert list(by_name["resnet-8: block deleted"].y) == pytest.approx([60, 30, 50])
     assert list(by_name["plain-8: intact (70.0%)"].y) == pytest.approx([70, 70, 70])
     assert fig.layout.yaxis.range == (0, 100) and any(s.y0 == 10 for s in fig.layout.shapes)  # chance
+    assert not [a for a in fig.layout.annotations if "chance" in a.text]  # named in the legend, not over the bars
+    assert "chance (10 classes)" in [t.name for t in fig.data]
 
 
 def test_lesion_random_figure_mean_and_spread():
@@ -87,6 +90,13 @@ def test_landscape_figures():
     assert isinstance(contour.data[0], go.Contour) and contour.data[0].z[2][2] == pytest.approx(0.0)  # log10(1)
     assert contour.data[0].zmax == pytest.approx(np.log10(20)) and "α" in contour.layout.xaxis.title.text
     assert contour.data[1].x == (0.0,)  # the origin marker
+    # colour-bar ticks at round losses, as a slide writes them (they read 5.26e+07 / 7.33e+05)
+    assert contour.data[0].colorbar.ticktext == ("0.5", "1", "2", "5", "10", "20")
+    wide = figures.landscape_2d_figure(alphas, alphas, z * 1e6, zmin=3e5, zmax=5.3e7)
+    assert wide.data[0].colorbar.ticktext == ("10⁶", "10⁷")
+    decades = figures.landscape_2d_figure(alphas, alphas, z, zmin=2, zmax=3e9).data[0].colorbar.ticktext
+    assert decades == ("10", "10³", "10⁵", "10⁷", "10⁹")  # not "1,000" among powers of ten
+    assert not any("e+" in t for t in wide.data[0].colorbar.ticktext)
     linear = figures.landscape_2d_figure(alphas, alphas, z, log_z=False)
     assert linear.data[0].z[0][0] == pytest.approx(z[0, 0])
     surface = figures.landscape_2d_figure(alphas, alphas, z, surface=True)
@@ -105,6 +115,7 @@ def test_shattering_figures():
     series = [S("resnet-56", smooth, True, 56), S("plain-56", noisy, False, 56)]
     auto = figures.shattering_figure(series, "autocorrelation")
     assert list(auto.data[0].x) == list(lags) and auto.layout.yaxis.range == (-1.05, 1.05)
+    assert not auto.layout.annotations and auto.data[-1].name == "uncorrelated (white noise)"  # not on the lines
     cos = figures.shattering_figure(series, "cosine")
     assert list(cos.data[1].y) == [1, 0, 0, 0, 0]
     sig = figures.shattering_figure(series, "signal")

@@ -62,3 +62,24 @@ def test_thinning_keeps_the_first_and_last_points():
     assert list(thin_indices(5, max_points=10)) == [0, 1, 2, 3, 4]
     idx = thin_indices(10_001, max_points=1000)
     assert idx[0] == 0 and idx[-1] == 10_000 and len(idx) <= 1001 and np.all(np.diff(idx) > 0)
+
+
+def test_eval_loss_spike_says_nothing_and_warns_nothing_about_batches_that_are_all_nan():
+    """A diverged run's batch losses are NaN: no spike can be measured against them, and numpy's "Mean of empty
+    slice" must not reach the server log."""
+    import warnings
+    m = {"step": np.arange(10), "loss": np.full(10, np.nan), "eval_step": np.array([4, 9]),
+         "train_loss": np.array([3.0, 1e5]), "test_loss": np.array([3.0, 1e5])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert figures.eval_loss_spike(m) is None
+        m["loss"][:3] = 2.0  # finite batches before the first evaluation: that one is compared, the NaN-only one not
+        m["test_loss"][0] = 500.0
+        spike = figures.eval_loss_spike(m)
+    assert spike is not None and spike["step"] == 4 and spike["batch_loss"] == 2.0
+
+
+
+def test_numbers_read_like_a_slide():
+    assert [figures.readable(x) for x in (2.31, 0.05, 840, 3540, 1.3e5, 1e7, 9.96e6, 5.26e7)] == \
+        ["2.31", "0.05", "840", "3,540", "1.3×10⁵", "10⁷", "10⁷", "5.3×10⁷"]

@@ -19,13 +19,13 @@ from resnet_viz.data import CIFAR10_CLASSES
 from resnet_viz.errors import ResnetVizError
 from resnet_viz.learning import learned, learning_phrase
 from views.analysis_selection import K, Entry, Selection, analysed, each, load_entries, names
-from views.models import budget_images, cached
+from views.models import budget_images, cached, random_lesion_images
 
 
 # --------------------------------------------------------------------------------------------- 1. response std ----
 def response_std_section(sel: Selection) -> None:
     st.subheader("Layer responses (He et al. 2015, Fig. 7)")
-    t1, t2 = st.columns(2)
+    t1, t2 = st.columns([1, 2])  # room for the second toggle's label in presentation mode's larger type
     log_y = t1.toggle("Log scale", False, key=K + "std_log")
     by_size = t2.toggle("Sort layers by std (the paper's lower panel)", False, key=K + "std_sorted")
     results = each("response_std", sel.entries, (sel.images_key,), lambda m: A.response_std(m, sel.images))
@@ -169,6 +169,20 @@ def lesion_section(sel: Selection) -> None:
         if short:
             st.caption(" ".join(f"{e.label} has only {removable(e)} removable blocks, so its curve stops at "
                                 f"k = {removable(e)}." for e in short))
+        differing = []  # "plain-56: 14.2% on 32 images vs 19.0% on 64", where the two studies' k = 0 disagree
+        for e, r in randoms:
+            one = next((result for f, result in single if f.label == e.label), None)
+            if one is None or not r.get(0) or abs(100 * (one["baseline"] - float(np.mean(r[0])))) < 0.05:
+                continue
+            ks = tuple(range(0, min(int(k_max), removable(e)) + 1))
+            n = random_lesion_images(e.key, sel.images_key, ks, int(draws), max_images, e.model, sel.images)
+            differing.append(f"{e.label}: {100 * one['baseline']:.1f}% on {one['images']} images vs "
+                             f"{100 * float(np.mean(r[0])):.1f}% on {n}")
+        if differing:
+            st.caption(f"**Why the intact accuracies differ between the two charts** ({'; '.join(differing)}): each "
+                       "study evaluates its own class-balanced subset of the test images, sized to its own time "
+                       "budget, and on a few dozen images one image is a few points. Set **Images** above to one "
+                       "number and both studies use the same images and agree at k = 0.")
     else:
         st.caption("Press **Compute: delete k random blocks** to run the random study.")
     st.markdown(
@@ -178,7 +192,7 @@ def lesion_section(sel: Selection) -> None:
         "smoothly as more blocks go (their Fig. 5) — except at some downsampling blocks, which hurt more. Deleting "
         "a layer of a plain net (VGG in their study) breaks its only path, and accuracy drops to about chance. "
         "Dashed lines are each model's intact accuracy; the dotted line is chance; a block that cannot be deleted "
-        "has no bar, only “✕ cannot be removed” on the axis; error bars are ± one standard "
+        "has no bar, only a ✕ on the axis; error bars are ± one standard "
         "deviation over the random draws. Accuracies come from a small class-balanced subset, so differences of "
         "a few points are noise" + (". On untrained nets every variant is near chance; there is nothing to lose."
                                     if sel.fresh else "."))
@@ -200,7 +214,7 @@ def landscape_section(sel: Selection) -> None:
     land_images = m4.number_input("Images (0 = automatic)", 0, 10_000, 0, step=8, key=K + "land_images",
                                   help="Images per evaluation. 0 sizes a class-balanced subset to a CPU budget "
                                        "of about 10–30 s per model (at depth 56 and an 11×11 grid: 16 images).")
-    d1, d2, d3 = st.columns(3)
+    d1, d2, d3 = st.columns([1, 0.8, 1.6])  # the last holds two toggles with long labels
     seed = d1.number_input("Direction seed", 0, 10_000, 0, key=K + "land_seed",
                            help="Another seed draws other random directions: another slice of the landscape.")
     log_scale = d2.toggle("Log scale", True, key=K + "land_log")
@@ -248,7 +262,8 @@ def landscape_section(sel: Selection) -> None:
         finite = np.concatenate([r["losses"][np.isfinite(r["losses"]) & (r["losses"] > 0)].ravel()
                                  for _, r in done])
         zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size and shared else (None, None)
-        cols = st.columns(min(2, len(done)))
+        # one map per row on a projector: two side by side shrink each square map far below its colour bar
+        cols = st.columns(1 if ui.presentation() else min(2, len(done)))
         for i, (e, r) in enumerate(done):
             with cols[i % len(cols)]:
                 ui.plotly(AP.landscape_2d_figure(r["alphas"], r["betas"], r["losses"], title=e.label,
@@ -276,7 +291,11 @@ def landscape_section(sel: Selection) -> None:
 # -------------------------------------------------------------------------------------- 5. shattered gradients ----
 def shattering_section(sel: Selection) -> None:
     st.subheader("Shattered gradients (Balduzzi et al. 2017)")
-    s0, s1, s2, s3, s4 = st.columns([1.4, 1, 1, 1, 2])
+    if ui.presentation():  # a projector's larger type: two rows, or the labels are cut ("At initi…")
+        s0, s1, s2 = st.columns(3)
+        s3, s4 = st.columns([1, 2])
+    else:
+        s0, s1, s2, s3, s4 = st.columns([1.4, 1, 1, 1, 2])
     # Balduzzi et al.'s result is about networks at initialisation: this tab starts there whatever the page shows.
     at_init = sel.fresh or s0.toggle("At initialisation", True, key=K + "shatter_at_init",
                                      help="Balduzzi et al. compare networks at initialisation: on (the default), the "
@@ -321,9 +340,8 @@ def shattering_section(sel: Selection) -> None:
             ui.plotly(AP.shattering_figure([e.series(r) for e, r, _ in drawn], view=view), key="an_shatter")
             st.caption(f"The number above each model is its **{name}** ({meaning}): of the three summaries below, "
                        "the one on which these models differ most.")
-            st.dataframe([{"model": e.label, **{AP.SHATTER_MEASURES[k][0].format(lag=lag): round(n[k], 4)
-                                                for k in AP.SHATTER_MEASURES}} for e, _, n in drawn],
-                         hide_index=True)
+            ui.small_table([{"model": e.label, **{AP.SHATTER_MEASURES[k][0].format(lag=lag): round(n[k], 4)
+                                                  for k in AP.SHATTER_MEASURES}} for e, _, n in drawn])
     st.markdown(
         "**What this shows.** Balduzzi et al. found that as plain feedforward nets get deeper, the gradient with "
         "respect to the input, taken at nearby inputs, decorrelates until it looks like white noise — it "
@@ -348,10 +366,9 @@ def dead_relus_section(sel: Selection) -> None:
     if results:
         ui.plotly(AP.dead_relu_figure([e.series(r) for e, r in results]), key="an_dead")
         st.markdown(AP.dead_relu_takeaway([e.series(r) for e, r in results]))
-        st.dataframe([{"model": e.label, "ReLU layers": len(r),
-                       "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
-                       "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results],
-                     hide_index=True)
+        ui.small_table([{"model": e.label, "ReLU layers": len(r),
+                         "dead units, mean %": round(100 * float(np.mean([v for _, v in r])), 2) if r else None,
+                         "layers entirely dead": sum(1 for _, v in r if v >= 1.0)} for e, r in results])
     st.markdown(
         "**What this shows.** For each ReLU, the share of its units (channel × position) that output zero for "
         f"every one of the {sel.n_images:,} test images. A dead unit passes neither signal forward nor gradient "

@@ -92,6 +92,13 @@ def budget_images(model_key: tuple, images_key: tuple, evaluations: int, max_ima
     return A.images_for_budget(_model, _images, evaluations, max_images)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def random_lesion_images(model_key: tuple, images_key: tuple, k_values: tuple, draws: int, max_images: int | None,
+                         _model, _images) -> int:
+    """How many images the random lesion study evaluates (analyses.lesion_random_images)."""
+    return A.lesion_random_images(_model, _images, k_values, draws, max_images=max_images)
+
+
 # --------------------------------------------------------------------------------------------- results ----
 class ResultCache:
     """Analysis results keyed by (analysis, model key, parameters); the model key holds the run store folder, the

@@ -75,7 +75,7 @@ def preset_planner() -> None:
         st.session_state[MINUTES_KEY] = DEFAULT_MINUTES
     left, right = st.columns([3, 1])
     with left:
-        key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY)
+        key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY, wrap=True)
     if not key:
         with right:
             st.number_input("Minutes for the whole experiment", min_value=0.5, max_value=600.0, step=0.5,

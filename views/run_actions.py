@@ -52,9 +52,12 @@ def export_pack_button(runs: list[Run]) -> None:
 
 def import_pack_box() -> None:
     """Upload a lecture pack and add its runs to the store; a run already here is never overwritten."""
-    st.file_uploader("Lecture pack", type=["zip"], key="import_pack",
+    limit_mb = st.get_option("server.maxUploadSize")
+    st.file_uploader(f"Lecture pack (up to {limit_mb:g} MB)", type=["zip"], key="import_pack",
                      on_change=lambda: st.session_state.pop(IMPORT_RESULT, None),
-                     help="A .zip made by `python -m resnet_viz pack` or by this page's download button.")
+                     help="A .zip made by `python -m resnet_viz pack` or by this page's download button. A larger "
+                          "pack is refused as it is dropped (a red “!”): add it with `python -m resnet_viz unpack "
+                          "FILE.zip` instead.")
     st.checkbox("Keep both when a run with the same id is already here (the incoming one gets a new id)",
                 key="import_keep_both")
     st.button("Import", key="import_button", on_click=_import,

@@ -35,13 +35,14 @@ from .common import (ACCELERATOR_BUDGET_GMACS, CPU_BUDGET_GMACS, MIN_IMAGES, bn_
                      calibrate_bn, evaluate, images_for_budget, macs_per_image)
 from .dead_relus import dead_relus
 from .landscape import loss_landscape_1d, loss_landscape_2d, random_direction
-from .lesion import NOT_REMOVABLE, lesion_random, lesion_single, lesioned_logits
+from .lesion import NOT_REMOVABLE, lesion_random, lesion_random_images, lesion_single, lesioned_logits
 from .probes import branch_ratio_names, branch_ratio_probe
 from .response import response_std
 from .shattering import gradient_shattering
 
 __all__ = ["response_std", "branch_ratios", "branch_ratio_probe", "branch_ratio_names", "lesion_single",
-           "lesion_random", "lesioned_logits", "random_direction", "loss_landscape_1d", "loss_landscape_2d",
+           "lesion_random", "lesion_random_images", "lesioned_logits", "random_direction", "loss_landscape_1d",
+           "loss_landscape_2d",
            "gradient_shattering", "dead_relus", "evaluate", "calibrate_bn", "bn_never_updated", "macs_per_image",
            "images_for_budget", "budget_subset",
            "CPU_BUDGET_GMACS", "ACCELERATOR_BUDGET_GMACS", "MIN_IMAGES", "NOT_REMOVABLE"]

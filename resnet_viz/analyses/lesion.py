@@ -10,8 +10,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ProjectionShortcut, ResNet, ZeroPadShortcut, _Block
-from .common import (batches, budget_subset, check_images, model_device, model_inputs, model_label, named_blocks,
-                     prepared, require_resnet)
+from .common import (batches, budget_subset, check_images, images_for_budget, model_device, model_inputs,
+                     model_label, named_blocks, prepared, require_resnet)
 
 NOT_REMOVABLE = "changes the shape: nothing else connects its input to the next layer"
 
@@ -106,10 +106,32 @@ def lesion_random(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     Returns {k: [accuracy of each draw]} (fractions in [0,1]); k = 0 gives the intact net. `k_values` defaults to
     1..min(8, removable blocks). The same seed gives the same draws. A ResNet's accuracy falls smoothly with k; a plain
-    net (whose removable blocks are those that keep the shape) collapses. Uses `budget_subset` of the images.
-    Cost: about draws × Σₖ k/(k+1) forward passes over them."""
+    net (whose removable blocks are those that keep the shape) collapses. Uses `budget_subset` of the images
+    (`lesion_random_images` says how many). Cost: about draws × Σₖ k/(k+1) forward passes over them."""
     check_images(images, labels)
     model = require_resnet(model, "The lesion study")
+    k_values, lesions, passes = _random_plan(model, k_values, draws, seed)
+    idx = budget_subset(model, images, labels, passes, max_images)
+    n = len(idx)
+    with prepared(model):
+        _, correct = _lesion_correct(model, images[idx], labels[idx], lesions, batch_size)
+    result: dict[int, list[float]] = {}
+    for j, k in enumerate(k for k in k_values for _ in range(draws)):
+        result.setdefault(k, []).append(correct[j] / n)
+    return result
+
+
+def lesion_random_images(model: nn.Module, images: torch.Tensor, k_values: Sequence[int] | None = None,
+                         draws: int = 5, seed: int = 0, max_images: int | None = None) -> int:
+    """How many of `images` `lesion_random` evaluates with these arguments: its intact accuracy (k = 0) is measured
+    on them, which need not be the images of `lesion_single`, sized to a budget of its own."""
+    model = require_resnet(model, "The lesion study")
+    return images_for_budget(model, images, _random_plan(model, k_values, draws, seed)[2], max_images)
+
+
+def _random_plan(model: ResNet, k_values: Sequence[int] | None, draws: int, seed: int
+                 ) -> tuple[list[int], list[tuple[int, ...]], float]:
+    """(the k values, the blocks deleted in each draw, the forward passes they cost) for `lesion_random`."""
     blocks = named_blocks(model)
     removable = [i for i, (_, b) in enumerate(blocks) if removability(b)[0]]
     if k_values is None:
@@ -126,14 +148,7 @@ def lesion_random(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     lesions = [tuple(sorted(int(i) for i in rng.choice(removable, size=k, replace=False))) for k in k_values
                for _ in range(draws)]
     passes = 1 + sum((len(blocks) - min(d)) / len(blocks) for d in lesions if d)
-    idx = budget_subset(model, images, labels, passes, max_images)
-    n = len(idx)
-    with prepared(model):
-        _, correct = _lesion_correct(model, images[idx], labels[idx], lesions, batch_size)
-    result: dict[int, list[float]] = {}
-    for j, k in enumerate(k for k in k_values for _ in range(draws)):
-        result.setdefault(k, []).append(correct[j] / n)
-    return result
+    return k_values, lesions, passes
 
 
 def lesioned_logits(model: nn.Module, images: torch.Tensor, blocks: Iterable[str] = (), batch_size: int = 250

@@ -26,7 +26,7 @@ from .init_gradients import init_gradient_finding, init_gradient_profile
 from .gradients import (RATIO_DEFINITION, first_last_ratio_figure, format_ratio, grad_norm_heatmap, grad_norm_profiles,
                         gradient_flow_finding)
 from .numerics import (MAX_LINE_POINTS, downsample_log_columns, ema, eval_loss_spike, first_last_ratio, last_conv_index,
-                       log10_safe, log_ticks, lr_drop_steps, shared_color_range, spans_decades)
+                       log10_safe, log_ticks, lr_drop_steps, readable, shared_color_range, spans_decades)
 from .residual_block import residual_block_diagram
 from .runs import AnalysisSeries, RunSeries
 from .style import PLAIN_COLOR, PRESENTATION_SCALE, RESIDUAL_COLOR, for_projector, run_colors
@@ -35,7 +35,7 @@ from .summary import is_weight_layer, summary_table, summary_table_figure, summa
 __all__ = [
     "RunSeries", "AnalysisSeries", "run_colors", "PLAIN_COLOR", "RESIDUAL_COLOR", "for_projector", "PRESENTATION_SCALE",
     "ema", "log10_safe", "downsample_log_columns", "shared_color_range", "log_ticks", "last_conv_index",
-    "first_last_ratio", "spans_decades", "lr_drop_steps", "MAX_LINE_POINTS",
+    "first_last_ratio", "spans_decades", "lr_drop_steps", "readable", "MAX_LINE_POINTS",
     "training_curves", "fig6_error_curves", "eval_spike_note", "eval_loss_spike",
     "grad_norm_heatmap", "grad_norm_profiles", "first_last_ratio_figure", "gradient_flow_finding", "format_ratio",
     "RATIO_DEFINITION", "init_gradient_profile", "init_gradient_finding",

@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from .numerics import log_ticks, power_of_ten, readable
 from .runs import AnalysisSeries, SeriesLike, as_analysis_series
-from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, run_colors
+from .style import HEATMAP_SCALE, NEUTRAL_LINE, RESIDUAL_SCALE, base_layout, legend_key, run_colors
 
 CHANCE_COLOR = "#999999"
 NOT_REMOVABLE_COLOR = "#bdbdbd"
@@ -31,10 +32,10 @@ def _dash(s: AnalysisSeries) -> str:
 
 
 def _chance_line(fig: go.Figure, num_classes: int, **where) -> None:
+    """A dotted line at chance accuracy, named in the legend: a label on the plot would sit on the bars."""
     if num_classes and num_classes > 1:
-        fig.add_hline(y=100.0 / num_classes, line=dict(color=CHANCE_COLOR, width=1, dash="dot"),
-                      annotation_text=f"chance ({num_classes} classes)", annotation_position="bottom right",
-                      annotation_font=dict(size=11, color="#666666"), **where)
+        fig.add_hline(y=100.0 / num_classes, line=dict(color=CHANCE_COLOR, width=1, dash="dot"), **where)
+        legend_key(fig, f"chance ({num_classes} classes)", dict(width=1, dash="dot"))
 
 
 def _empty(fig: go.Figure, message: str) -> go.Figure:
@@ -89,9 +90,8 @@ def branch_ratio_figure(series: Sequence[SeriesLike], log_y: bool = False,
         fig.add_trace(go.Bar(
             x=names, y=y, name=s.label, marker=dict(color=color),
             hovertemplate=f"<b>{s.label}</b><br>%{{x}}<br>‖F(x)‖ / ‖shortcut(x)‖ = %{{y:.3g}}<extra></extra>"))
-    fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
-                  annotation_text="branch as large as the shortcut", annotation_position="top left",
-                  annotation_font=dict(size=11, color="#666666"))
+    fig.add_hline(y=1.0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"))  # named in the legend, off the bars
+    legend_key(fig, "branch as large as the shortcut (1)", dict(width=1, dash="dot"))
     base_layout(fig, title, height=430, barmode="group", bargap=0.25, showlegend=True)
     fig.update_xaxes(title_text="residual block (input → output)", type="category", tickangle=-45)
     fig.update_yaxes(title_text="‖F(x)‖ / ‖shortcut(x)‖, mean over images" + (" — log scale" if log_y else ""),
@@ -133,9 +133,9 @@ LESION_BARGAP = 0.2  # share of each block's slot left empty between groups of b
 def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
                          title: str = "Delete one block at test time (Veit et al. 2016)") -> go.Figure:
     """Grouped bars: accuracy with each block deleted, per model (`data` = `lesion_single`'s dict), blocks in depth
-    order. A block that cannot be removed gets no bar — there is no accuracy to show — but "✕ cannot be removed"
-    written upwards from the axis in its model's slot, with the reason in its hover. Each model's intact accuracy is
-    a dashed line in its colour; chance is dotted."""
+    order. A block that cannot be removed gets no bar — there is no accuracy to show — but a "✕" on the axis in its
+    model's slot, named "✕ cannot be removed" in the legend, with the reason in its hover: words on the plot would
+    run over the neighbouring bars. Each model's intact accuracy is a dashed line in its colour; chance is dotted."""
     items = as_analysis_series(series)
     order: list[str] = []  # every block in depth order, whichever model has it
     for s in items:
@@ -166,7 +166,7 @@ def lesion_single_figure(series: Sequence[SeriesLike], num_classes: int = 10,
             for b in bad:
                 fig.add_annotation(
                     x=order.index(b["block"]) - (1 - LESION_BARGAP) / 2 + slot * (i + 0.5), y=0, yanchor="bottom",
-                    text="✕ cannot be removed", textangle=-90, showarrow=False, font=dict(size=11, color="#666666"),
+                    text="✕", showarrow=False, font=dict(size=14, color="#555555"),
                     hovertext=f"<b>{s.label}</b>, {b['block']}: cannot be removed — it "
                               f"{b.get('reason') or 'has no path around it'}")
         if names:
@@ -269,12 +269,14 @@ def landscape_2d_figure(alphas: Any, betas: Any, losses: Any, title: str = "", l
     hi = None if zmax is None else (np.log10(max(zmax, 1e-12)) if log_z else zmax)
     bar_title = "log₁₀ loss" if log_z else "loss"
     colorbar = dict(title=dict(text=bar_title, side="right"), thickness=14)
-    if log_z:
+    if log_z:  # ticks at round losses (decades, or 1-2-5 steps), written as a slide would: 0.5, 2, 10⁷
         finite = z[np.isfinite(z)]
         top = hi if hi is not None else (float(finite.max()) if finite.size else 1.0)
         bottom = lo if lo is not None else (float(finite.min()) if finite.size else 0.0)
-        ticks = np.linspace(bottom, top, 5) if top > bottom else np.array([bottom])
-        colorbar.update(tickvals=list(ticks), ticktext=[f"{10 ** t:.3g}" for t in ticks])
+        ticks = log_ticks(bottom, top)[0] if top > bottom else [bottom]
+        decades = len(ticks) > 1 and all(float(t).is_integer() for t in ticks)  # 10, 10³, 10⁵: one style
+        colorbar.update(tickvals=list(ticks), ticktext=[power_of_ten(int(t)) if decades else readable(10 ** t)
+                                                        for t in ticks])
         colorbar["title"]["text"] = "loss (log colour scale)"
     hover = "α = %{x:.3g}<br>β = %{y:.3g}<br>loss %{customdata:.4g}<extra></extra>"
     fig = go.Figure()
@@ -349,9 +351,8 @@ def shattering_figure(series: Sequence[SeriesLike], view: str = "autocorrelation
             x=lags, y=y, mode="lines+markers", name=s.label, line=dict(color=color, width=2.5, dash=_dash(s)),
             marker=dict(size=6, color=color),
             hovertemplate=f"<b>{s.label}</b><br>lag %{{x}}<br>{what} %{{y:.3f}}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"),
-                  annotation_text="uncorrelated (white noise)", annotation_position="bottom right",
-                  annotation_font=dict(size=11, color="#666666"))
+    fig.add_hline(y=0, line=dict(color=NEUTRAL_LINE, width=1, dash="dot"))  # named in the legend, off the lines
+    legend_key(fig, "uncorrelated (white noise)", dict(width=1, dash="dot"))
     if view == "autocorrelation":
         title, ytitle = "Autocorrelation of the gradient signal (Balduzzi et al. 2017)", "autocorrelation"
     else:

@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import PAPER_TABLE6_ERROR
-from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, thin_indices
+from .numerics import ema, eval_loss_spike, lr_drop_steps, metric_array, readable, thin_indices
 from .runs import RunSeries, as_runs
-from .style import base_layout, run_colors
+from .style import base_layout, legend_key, run_colors
 
 
 def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
@@ -24,11 +24,22 @@ def _mark_lr_drops(fig: go.Figure, runs: Sequence[RunSeries], **where) -> None:
 
 
 # ---------------------------------------------------------------------------------------- loss/error curves ----
+EVAL_STYLE = {"train": (dict(width=1.5, dash="dot"), dict(symbol="circle-open", size=7)),
+              "test": (dict(width=3, dash="solid"), dict(symbol="diamond", size=7))}
+
+
 def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: float = 0.9, log_y: bool = False,
                     show_raw: bool = True, show_eval: bool = True, mark_lr_drops: bool = True,
                     title: str | None = None) -> go.Figure:
     """Loss (or error) of several runs against iterations: per-batch values (faint) and their EMA (solid), and the
-    evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds)."""
+    evaluations on fixed train/test subsets (train = dotted with circles, test = solid with diamonds). The legend has
+    one entry per run (a click hides all its lines) and a grey key to the line styles: a short legend, which leaves
+    the plot its width.
+
+    An evaluation loss far above the batches' (BatchNorm's running statistics early in a deep plain net's training:
+    10⁵ against 2.3) would squash every curve into the bottom of the chart. The y-axis therefore stays within
+    OFF_THE_CHART times the highest smoothed batch curve: an evaluation above that leaves through the top edge,
+    where a ▲ marks it (its value in the hover and its largest in the legend)."""
     if metric not in ("loss", "error"):
         raise ValueError("metric must be 'loss' or 'error'.")
     runs = as_runs(runs)
@@ -37,12 +48,15 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
     unit = "" if metric == "loss" else "%"
     step_key = "loss" if metric == "loss" else "batch_error"
     fig = go.Figure()
+    batches: list[np.ndarray] = []  # the smoothed batch curves: the y-axis always shows them
+    evaluations: list[tuple[RunSeries, str, str, np.ndarray, np.ndarray]] = []  # (run, colour, split, steps, values)
     for run, color in zip(runs, colors):
         m = run.metrics
         steps, y = metric_array(m, "step"), metric_array(m, step_key)
         if steps is not None and y is not None and len(steps) == len(y):
             y = y.astype(float) * scale
             keep = thin_indices(len(y))
+            batches.append(ema(y, smoothing)[keep])
             if show_raw and 0 < smoothing < 1:
                 fig.add_trace(go.Scatter(
                     x=steps[keep], y=y[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
@@ -51,37 +65,88 @@ def training_curves(runs: Sequence[RunSeries], metric: str = "loss", smoothing: 
                                   "<extra></extra>"))
             smooth = ema(y, smoothing)
             fig.add_trace(go.Scatter(
-                x=steps[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=2),
-                name=f"{run.label} · batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""),
+                x=steps[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=2), name=run.label,
                 legendgroup=run.label,
                 hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>batch {metric}"
                               f"{' (smoothed)' if 0 < smoothing < 1 else ''} %{{y:{fmt}}}{unit}<extra></extra>"))
         es = metric_array(m, "eval_step")
         if show_eval and es is not None:
-            for split, dash, symbol, width in (("train", "dot", "circle-open", 1.5), ("test", "solid", "diamond", 3)):
+            for split, (line, marker) in EVAL_STYLE.items():
                 v = metric_array(m, f"{split}_{metric}")
                 if v is None or len(v) != len(es):
                     continue
+                evaluations.append((run, color, split, es, v.astype(float)))
                 fig.add_trace(go.Scatter(
-                    x=es, y=v.astype(float) * scale, mode="lines+markers",
-                    line=dict(color=color, width=width, dash=dash), marker=dict(symbol=symbol, size=7, color=color),
-                    name=f"{run.label} · {split} set", legendgroup=run.label,
+                    x=es, y=v.astype(float) * scale, mode="lines+markers", line=dict(color=color, **line),
+                    marker=dict(color=color, **marker),
+                    name=f"{run.label} · {split} set", legendgroup=run.label, showlegend=False,
                     hovertemplate=f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set {metric} %{{y:{fmt}}}{unit}"
                                   "<extra></extra>"))
+    if batches:
+        legend_key(fig, "batches" + (f" (EMA {smoothing:g})" if 0 < smoothing < 1 else ""), dict(width=2), None)
+    for split in ("train", "test"):
+        if any(e[2] == split for e in evaluations):
+            legend_key(fig, f"{split} set (evaluations)", *EVAL_STYLE[split])
     if mark_lr_drops:
         _mark_lr_drops(fig, runs)
     what = "Loss (cross-entropy)" if metric == "loss" else "Error (%)"
     base_layout(fig, title or f"{what.split(' (')[0]} during training", height=480, hovermode="closest")
     fig.update_xaxes(title_text="iteration (SGD step)", rangemode="tozero")
     fig.update_yaxes(title_text=what + (" — log scale" if log_y else ""), type="log" if log_y else "linear")
+    if metric == "loss":
+        _keep_batches_readable(fig, batches, evaluations, log_y)
     return fig
+
+
+OFF_THE_CHART = 1.5  # a loss chart's y-axis reaches at most this many times its highest smoothed batch curve
+
+
+def _keep_batches_readable(fig: go.Figure, batches: list[np.ndarray], evaluations: list, log_y: bool) -> None:
+    """When an evaluation exceeds OFF_THE_CHART times the highest smoothed batch curve, fit the y-axis to the
+    smoothed curves and the other evaluations (the faint per-batch lines may leave it), and mark each such
+    evaluation with a ▲ on the top edge, in its run's colour; the legend entry names the largest, the hover each
+    one."""
+    drawn = np.concatenate(batches) if batches else np.zeros(0)
+    drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
+    if not drawn.size:
+        return
+    limit = OFF_THE_CHART * float(drawn.max())
+    off = [(run, color, split, steps, values, np.isfinite(values) & (values > limit))
+           for run, color, split, steps, values in evaluations]
+    if not any(mask.any() for *_, mask in off):
+        return
+    inside = [values[np.isfinite(values) & (values > 0) & (values <= limit)] for *_, values, _ in off]
+    inside = np.concatenate([drawn, *inside])
+    top, bottom = float(inside.max()), float(inside.min())
+    if log_y:
+        y_range = [math.log10(bottom / 1.15), math.log10(top * 1.35)]
+        edge = 10 ** y_range[1]
+    else:  # from just below the lowest value, not from 0: the curves get the chart's height
+        y_range = [max(0.0, bottom - 0.1 * (top - bottom)), top + 0.12 * (top - bottom)]
+        edge = y_range[1]
+    fig.update_yaxes(range=y_range, autorange=False)
+    for run, color, split, steps, values, mask in off:
+        if not mask.any():
+            continue
+        fig.add_trace(go.Scatter(
+            x=steps[mask], y=np.full(int(mask.sum()), edge), mode="markers", cliponaxis=False,
+            marker=dict(symbol="triangle-up", size=13, color=color, line=dict(color="white", width=1)),
+            name=f"{run.label} · {split} set above the chart ▲ (up to {readable(float(values[mask].max()))})",
+            legendgroup=run.label, showlegend=False, customdata=values[mask],
+            hovertemplate=(f"<b>{run.label}</b><br>step %{{x:,}}<br>{split}-set loss %{{customdata:.4g}}: above the "
+                           "top of this chart<extra></extra>")))
+    highest = max(float(values[mask].max()) for *_, values, mask in off if mask.any())
+    legend_key(fig, f"evaluation above the chart (up to {readable(highest)})", None,
+         dict(symbol="triangle-up", size=13))
+    fig.update_layout(meta={**(fig.layout.meta or {}), "off_the_chart": int(sum(m.sum() for *_, m in off))})
 
 
 def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_source: str = "eval",
                       smoothing: float = 0.9, show_paper: bool = True, title: str | None = None) -> go.Figure:
     """Paper Fig. 6 style: plain nets left, ResNets right; thin dashed = training error, bold = test error; colour =
-    depth. The residual panel carries Table 6's test errors (full 64k-iteration training) as dotted reference lines
-    for the depths shown.
+    the run (warm plain, cool residual, darker deeper). The residual panel carries Table 6's test errors (full
+    64k-iteration training) as dotted reference lines for the depths shown. The legend: one entry per run and a grey
+    key to the two line styles.
 
     train_source: "eval" = error on the fixed training subset at each evaluation (falls back to the batches when a
     run has no evaluations), "batch" = EMA of the per-batch training error."""
@@ -107,13 +172,13 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
         if tx is not None:
             fig.add_trace(go.Scatter(
                 x=tx, y=ty, mode="lines", line=dict(color=color, width=1.3, dash="dash"),
-                name=f"{run.label} train", legendgroup=run.label,
+                name=f"{run.label} train", legendgroup=run.label, showlegend=False,
                 hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>training error ({how}) %{{y:.2f}}%"
                               "<extra></extra>"), row=1, col=col)
         if es is not None and te is not None and len(te) == len(es):
             fig.add_trace(go.Scatter(
                 x=es, y=te.astype(float) * 100, mode="lines", line=dict(color=color, width=3.2),
-                name=f"{run.label} test", legendgroup=run.label,
+                name=run.label, legendgroup=run.label,
                 hovertemplate=f"<b>{run.label}</b><br>iteration %{{x:,}}<br>test error %{{y:.2f}}%<extra></extra>"),
                 row=1, col=col)
     if show_paper:
@@ -127,7 +192,7 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
             text = f"paper ResNet-{depth}: {err:.2f}%"
             fig.add_trace(go.Scatter(
                 x=xs, y=np.full(len(xs), err), mode="lines", line=dict(color=depth_color[depth], width=1.5, dash="dot"),
-                name=text, legendgroup=f"paper-{depth}",
+                name=text, legendgroup=f"paper-{depth}", showlegend=False,  # named by the label block instead
                 hovertemplate=f"<b>{text}</b> test error<br>He et al. 2015, Table 6: full 64k-iteration training "
                               f"on all 50k images<extra></extra>"), row=1, col=2)
         if depth_color:
@@ -141,6 +206,8 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
                                yanchor="bottom", align="right", showarrow=False, yshift=4,
                                text="<br>".join(["paper, Table 6 (dotted):"] + lines), font=dict(size=11),
                                bgcolor="rgba(255,255,255,0.8)", row=1, col=2)
+    legend_key(fig, "training error", dict(width=1.3, dash="dash"), None)
+    legend_key(fig, "test error", dict(width=3.2), None)
     _mark_lr_drops(fig, runs, row=1, col="all")
     base_layout(fig, title or "Training error (dashed) and test error (bold) — paper Fig. 6 style", height=520,
                  hovermode="closest")
@@ -150,22 +217,14 @@ def fig6_error_curves(runs: Sequence[RunSeries], log_y: bool = False, train_sour
     return fig
 
 
-def _readable(x: float) -> str:
-    """2.31, 840, 1.2×10⁵: large numbers in powers of ten, as a lecture slide would write them."""
-    if x < 1e4:
-        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-    exponent = math.floor(math.log10(x))
-    return f"{x / 10 ** exponent:.2g}×10" + str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
-
-
 def eval_spike_note(runs: Sequence[RunSeries]) -> str | None:
     """One paragraph on the runs whose evaluation loss spikes far above their training loss (`eval_loss_spike`),
     saying why — or None when no run's does."""
     spikes = [(run.label, s) for run in as_runs(runs) if (s := eval_loss_spike(run.metrics)) is not None]
     if not spikes:
         return None
-    which = "; ".join(f"**{label}**'s evaluation loss reaches {_readable(s['eval_loss'])} on the {s['split']} subset "
-                      f"at step {s['step']:,}, while its training batches are at {_readable(s['batch_loss'])}"
+    which = "; ".join(f"**{label}**'s evaluation loss reaches {readable(s['eval_loss'])} on the {s['split']} subset "
+                      f"at step {s['step']:,}, while its training batches are at {readable(s['batch_loss'])}"
                       for label, s in spikes)
     return (f"**Why the evaluation loss spikes.** {which}. The net has not blown up: evaluations run in eval mode, "
             "where BatchNorm normalises each layer with running averages of the batch statistics instead of the "

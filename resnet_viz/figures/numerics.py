@@ -102,6 +102,26 @@ def shared_color_range(*grad_norm_arrays: Any, percentiles: tuple[float, float] 
     return float(10 ** lo), float(10 ** hi)
 
 
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def readable(x: float) -> str:
+    """2.31, 840, 1.2×10⁵, 10⁷: large numbers in powers of ten, as a lecture slide would write them."""
+    if x < 1e4:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    exponent = math.floor(math.log10(x))
+    mantissa = f"{x / 10 ** exponent:.2g}"
+    if mantissa == "10":  # 9.96×10⁶ rounds up to the next power
+        mantissa, exponent = "1", exponent + 1
+    power = "10" + str(exponent).translate(SUPERSCRIPTS)
+    return power if mantissa == "1" else f"{mantissa}×{power}"
+
+
+def power_of_ten(exponent: int) -> str:
+    """1, 10, 10², 10⁻³: a decade as a slide writes it."""
+    return {0: "1", 1: "10"}.get(exponent, "10" + str(exponent).translate(SUPERSCRIPTS))
+
+
 def _sci(v: float, digits: int = 0) -> str:
     mant, exp = f"{v:.{digits}e}".split("e")
     return f"{mant}e{int(exp)}"
@@ -178,6 +198,31 @@ def lr_drop_steps(metrics: Mapping[str, Any], factor: float = 2.0) -> list[int]:
     return drops
 
 
+def _batch_loss_at(steps: np.ndarray, loss: np.ndarray, step: float) -> float | None:
+    """The mean of the finite batch losses around `step` (the five up to it), or None when there are none (a diverged
+    run's batches are NaN)."""
+    at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
+    around = loss[max(0, at - 4): at + 1].astype(float)
+    around = around[np.isfinite(around)]
+    return float(around.mean()) if around.size and around.mean() > 0 else None
+
+
+def eval_spikes(metrics: Mapping[str, Any], split: str, factor: float = 10.0) -> np.ndarray | None:
+    """Which evaluations on the `split` ("train" or "test") subset have a loss more than `factor` times the
+    training batches' of the same moment (see `eval_loss_spike`): a boolean per evaluation, or None when the run has
+    no such evaluations or no batch losses to compare with."""
+    es, steps, loss = metric_array(metrics, "eval_step"), metric_array(metrics, "step"), metric_array(metrics, "loss")
+    values = metric_array(metrics, f"{split}_loss")
+    if es is None or steps is None or loss is None or values is None or len(steps) != len(loss) \
+            or len(values) != len(es):
+        return None
+    spikes = np.zeros(len(es), dtype=bool)
+    for i, (step, value) in enumerate(zip(es.tolist(), values.astype(float).tolist())):
+        batch = _batch_loss_at(steps, loss, step)
+        spikes[i] = batch is not None and math.isfinite(value) and value > factor * batch
+    return spikes
+
+
 def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | None:
     """The evaluation whose loss most exceeds the training-batch loss of the same moment, when it does so by more
     than `factor`: {"step", "split" ("train" or "test" subset), "eval_loss", "batch_loss"}; None when none does.
@@ -185,19 +230,16 @@ def eval_loss_spike(metrics: Mapping[str, Any], factor: float = 10.0) -> dict | 
     Evaluations run in eval mode, where BatchNorm normalises with its running averages instead of the batch's own
     statistics; early in training those averages lag behind fast-changing weights, and in a deep plain net the
     mismatch compounds layer after layer into losses of 10³–10⁵ while the batches' loss is ordinary."""
-    es, steps, loss = metric_array(metrics, "eval_step"), metric_array(metrics, "step"), metric_array(metrics, "loss")
-    if es is None or steps is None or loss is None or len(steps) != len(loss):
-        return None
     worst = None
     for split in ("train", "test"):
-        values = metric_array(metrics, f"{split}_loss")
-        if values is None or len(values) != len(es):
+        spikes = eval_spikes(metrics, split, factor)
+        if spikes is None:
             continue
-        for step, value in zip(es.tolist(), values.astype(float).tolist()):
-            at = int(np.clip(np.searchsorted(steps, step, side="right") - 1, 0, len(loss) - 1))
-            batch = float(np.nanmean(loss[max(0, at - 4): at + 1]))  # the batches around that evaluation
-            if not (math.isfinite(value) and math.isfinite(batch) and batch > 0):
-                continue
-            if value > factor * batch and (worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]):
+        steps, loss = metric_array(metrics, "step"), metric_array(metrics, "loss")
+        values = metric_array(metrics, f"{split}_loss").astype(float)
+        for step, value in zip(metric_array(metrics, "eval_step")[spikes].tolist(), values[spikes].tolist()):
+            batch = _batch_loss_at(steps, loss, step)
+            if worst is None or value / batch > worst["eval_loss"] / worst["batch_loss"]:
                 worst = {"step": int(step), "split": split, "eval_loss": value, "batch_loss": batch}
     return worst
+
