@@ -293,17 +293,20 @@ def test_every_page_and_a_training_round_trip(server, page, tmp_path):
     depths = pg.get_by_label("Depths (comma-separated)", exact=True)
     depths.fill("8")
     pg.get_by_label("Width multiplier", exact=True).fill("0.25")
-    pg.get_by_label("Epochs", exact=True).fill("2")
+    pg.get_by_label("Epochs", exact=True).fill("400")  # long enough (a thousand tiny steps) to watch it train
     # all of the tiny test data, or a few hundred images of a real copy of CIFAR-10
     pg.get_by_label("Training images (0 = all 50,000)", exact=True).fill(
         "640" if os.environ.get("RESNET_VIZ_E2E_DATA") else "0")
     pg.get_by_label("Batch size", exact=True).fill("32")
     pg.get_by_role("button", name="Queue these runs").click()
-    wait_for(lambda: pg.locator("p", has_text=re.compile(r"— .*finished$")).count() >= 2, 120)  # both runs
-    pg.wait_for_selector('[data-testid="stPlotlyChart"]')
+    pg.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)  # the running net's live charts
     assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 2
     assert_no_exception(pg)
     shoot(pg, "train", docs=not TOUR)
+    # finished runs collapse to one line each with what they reached; the live charts go with the last one
+    wait_for(lambda: pg.locator("p", has_text=re.compile(r"— .*finished — [\d,]+ steps")).count() >= 2, 300)
+    wait_for(lambda: pg.locator('[data-testid="stPlotlyChart"]').count() == 0, 30)
+    assert_no_exception(pg)
 
     open_page(pg, url, "Gradient_flow")
     pg.wait_for_selector('[data-testid="stPlotlyChart"]')
