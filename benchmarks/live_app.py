@@ -203,6 +203,7 @@ def main() -> None:
     p.add_argument("--fresh-speeds", action="store_true")
     p.add_argument("--watch-seconds", type=float, default=40.0)
     p.add_argument("--skip-watch", action="store_true")
+    p.add_argument("--only-watch", action="store_true", help="just the cost of watching (no presets)")
     p.add_argument("--port", type=int, default=8765)
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
@@ -226,18 +227,21 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             pg = browser.new_page(viewport={"width": 1400, "height": 900})
             pg.set_default_timeout(120_000)
-            results = [run_preset(pg, url, runs, "degradation", args.minutes, from_home=True)]
-            results.append(run_preset(pg, url, runs, "fix", args.minutes, from_home=False))
+            results = [] if args.only_watch else [run_preset(pg, url, runs, "degradation", args.minutes, True)]
+            if not args.only_watch:
+                results.append(run_preset(pg, url, runs, "fix", args.minutes, from_home=False))
             errors = final_errors(runs)
-            print("| preset | plan shown after | steps shown | steps run | threads | estimate | real | error |")
-            print("|---|---:|---:|---|---|---:|---:|---:|")
+            if results:
+                print("| preset | plan shown after | steps shown | steps run | threads | estimate | real | error |")
+                print("|---|---:|---:|---|---|---:|---:|---:|")
             for r in results:
                 print(f"| {r['preset']}{' (matched)' if r['matched'] else ''} | {r['plan_shown_after']:.1f} s | "
                       f"{r['plan_steps']} | {', '.join(f'{n} {s}' for n, s, *_ in r['runs'])} | "
                       f"{', '.join(str(t) for _, _, t, *_ in r['runs'])} | {r['estimate']:.0f} s | {r['wall']:.0f} s "
                       f"| {100 * (r['wall'] - r['estimate']) / r['estimate']:+.1f}% |", flush=True)
-            print("final training error (eval mode, 500 fixed training images): "
-                  + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(errors.items())), flush=True)
+            if errors:
+                print("final training error (eval mode, 500 fixed training images): "
+                      + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(errors.items())), flush=True)
             if not args.skip_watch:
                 pace = watching_cost(browser, url, runs, args.watch_seconds)
                 base = pace[0][1]
