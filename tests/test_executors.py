@@ -78,11 +78,15 @@ def test_executor_choices_are_checked(data_dir, tmp_path, capsys):
 
 # --------------------------------------------------------------------------------------------------- with Ray ----
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     if os.environ.get("RESNET_VIZ_REQUIRE_RAY"):  # CI installs requirements-ray.txt: a missing Ray is a failure
         import ray
     else:
         ray = pytest.importorskip("ray")
+    # The workers inherit the environment of ray.init: a cache folder of their own, not the one the session's other
+    # tests (and the CLI processes they start) have been writing step times and decoded images into.
+    before = os.environ.get("RESNET_VIZ_CACHE")
+    os.environ["RESNET_VIZ_CACHE"] = str(tmp_path_factory.mktemp("ray-cache"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
 
     @ray.remote(num_cpus=1)
@@ -93,6 +97,10 @@ def ray_cluster():
     assert len(set(ray.get([warm_up.remote(), warm_up.remote()]))) == 2
     yield ray
     ray.shutdown()
+    if before is None:
+        os.environ.pop("RESNET_VIZ_CACHE", None)
+    else:
+        os.environ["RESNET_VIZ_CACHE"] = before
 
 
 @pytest.fixture(scope="module")
