@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from .config import CIFAR10_TRAIN_IMAGES, ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 
-# The default budget gives the Degradation preset more than FIG6_MIN_STEPS on a 2-core laptop CPU (about 580 steps
+# The default budget gives the Degradation preset more than FIG6_MIN_STEPS on a 2-core laptop CPU (780 steps
 # per net on a 2-core AMD EPYC, 2026-12-07); 3 minutes gave 288, where plain-56 stayed near chance on one seed of three.
 DEFAULT_MINUTES = 5.0
 # From this many steps the brief-run recipe showed Fig. 6's shape on every seed tried (benchmarks/seed_study.py,
