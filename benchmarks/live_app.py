@@ -155,7 +155,7 @@ def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[t
     page; then both are stopped."""
     pg = browser.new_page(viewport={"width": 1400, "height": 900})
     pg.goto(f"{url}/Train")
-    pg.get_by_text("Custom run").click()
+    pg.get_by_text("Custom run", exact=True).click()
     field(pg, "Depths (comma-separated)").fill("56")
     field(pg, "Depths (comma-separated)").press("Tab")
     field(pg, "Epochs").fill("2")
