@@ -32,7 +32,6 @@ import hashlib
 import math
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from .config import MAX_SEED, ModelConfig, TrainConfig, check_whole
 from .data import Cifar10Tensors, augment_batch, normalize, stratified_subset
 from .errors import ConfigError
+from .lru import LRUCache
 from .models import build_model, weight_layers
 from .threads import usable_cores
 
@@ -138,32 +138,7 @@ def net_gradient_norms(cfg: ModelConfig, seed: int, images: torch.Tensor, labels
 
 
 # ------------------------------------------------------------------------------------------------ the cache ----
-class _LRU:
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
-        self.entries: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                return self.entries[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.entries[key] = value
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
-
-
-_CACHE = _LRU(CACHE_ENTRIES)
+_CACHE = LRUCache(CACHE_ENTRIES)
 _PACE: dict[str, float] = {}  # device type -> the best seconds per GMAC of a pass on one worker measured so far
 
 
@@ -206,7 +181,7 @@ class Cost:
     workers: int  # passes that may run side by side: one per usable core, as many as fit in memory
 
 
-_SIZES = _LRU(64)
+_SIZES = LRUCache(64)
 
 
 def _size(plain: ModelConfig, batch: int) -> tuple[float, int]:

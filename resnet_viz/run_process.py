@@ -155,11 +155,9 @@ def _train(request: dict, state: RunState, stop: threading.Event, publish) -> Ru
         return state
     config = RunConfig.from_dict(request["config"]).validate()
     data = load_cifar10(config.data_dir, download=False, progress=False)
-    result = train_here(state, config, request["runs_dir"], data, "local", stop, publish,
-                        reserve_cores=request["reserve_cores"])
+    train_here(state, config, request["runs_dir"], data, "local", stop, publish, reserve_cores=request["reserve_cores"])
     if note := subset_note(config.train.subset, len(data.train_labels)):
         state.message = f"{state.message} {note}"
-    del result
     return state
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import OrderedDict
 from typing import Callable, NamedTuple
 
 import streamlit as st
@@ -19,6 +18,7 @@ import ui
 from resnet_viz import analyses as A
 from resnet_viz.data import load_cifar10, stratified_subset
 from resnet_viz.models import build_model
+from resnet_viz.lru import LRUCache
 from resnet_viz.store import Run, RunStore
 from resnet_viz.threads import threads_for_analysis
 
@@ -100,30 +100,14 @@ def random_lesion_images(model_key: tuple, images_key: tuple, k_values: tuple, d
 
 
 # --------------------------------------------------------------------------------------------- results ----
-class ResultCache:
+class ResultCache(LRUCache):
     """Analysis results keyed by (analysis, model key, parameters); the model key holds the run store folder, the
     run id and the checkpoint's mtime (fresh models: the config and the images). Lives in st.cache_resource, so it
     is shared by all sessions and survives page switches; least recently used entries go first."""
 
     def __init__(self, max_entries: int = 256):
-        self.max_entries = max_entries
-        self.entries: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
+        super().__init__(max_entries)
         self.compute_lock = threading.Lock()  # one analysis at a time: they share the CPU cores
-
-    def get(self, key):
-        with self.lock:
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                return self.entries[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.entries[key] = value
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
 
 
 @st.cache_resource
