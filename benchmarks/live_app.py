@@ -1,6 +1,7 @@
 """The app as a lecturer runs it: a real server, a real Chromium on the same machine, plan shown vs run got.
 
-    python -m benchmarks.live_app [--minutes 5] [--data DIR] [--fresh-speeds] [--watch-seconds 40] [--skip-watch]
+    python -m benchmarks.live_app [--minutes 5] [--seed 0] [--data DIR] [--fresh-speeds] [--watch-seconds 40]
+                                  [--skip-watch] [--only-watch] [--only-degradation]
 
 Starts `streamlit run app.py` on a fresh run store, drives Chromium (Debian's /usr/bin/chromium) through Home →
 Degradation → Start, waits, then The fix → Start (which should match Degradation's steps), and prints for each:
@@ -88,7 +89,34 @@ def read_plan(pg) -> tuple[list[int], float, str]:
     return steps, seconds, text
 
 
-def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bool) -> dict:
+def set_seed(pg, seed: int) -> None:
+    """The lecturer types another seed: the plan is made again for it (and says "seed N")."""
+    box = field(pg, "Seed")
+    if int(float(box.input_value() or 0)) == seed:
+        return
+    box.fill(str(seed))
+    box.press("Enter")
+    if seed:
+        pg.wait_for_function("(t) => [...document.querySelectorAll('p')].some(p => p.innerText.includes('Estimated "
+                             "total') && p.innerText.includes(t))", arg=f"seed {seed}", timeout=600_000)
+
+
+def click_start(pg, key: str, runs: Path) -> None:
+    """Start, and make sure it queued: a click that lands while a refresh replaces the button is lost (it was,
+    once); clicked again only when neither the queue's cards nor the run store know the runs."""
+    for _ in range(3):
+        pg.get_by_role("button", name="Start").click()
+        try:
+            pg.wait_for_function("(k) => document.body.innerText.includes(' · ' + k + ' (this tab)')", arg=key,
+                                 timeout=20_000)
+            return
+        except Exception:
+            if any(s["name"].endswith(f"· {key}") for s in statuses(runs)):
+                return
+    sys.exit(f"Start did not queue the {key} runs")
+
+
+def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bool, seed: int = 0) -> dict:
     if from_home:
         pg.goto(url)
         pg.get_by_role("button", name="Plan and train").first.wait_for(timeout=60_000)
@@ -108,6 +136,8 @@ def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bo
             pass
     steps, estimate, text = read_plan(pg)
     shown_after = time.time() - t_click
+    set_seed(pg, seed)
+    steps, estimate, text = read_plan(pg)
     box = field(pg, "Minutes for the whole experiment")
     if minutes and from_home and float(box.input_value()) != minutes:  # the lecturer types the minutes in
         box.fill(str(minutes))
@@ -116,7 +146,7 @@ def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bo
         steps, estimate, text = read_plan(pg)
     print(f"  {key}: {text}", flush=True)
     t0 = time.time()
-    pg.get_by_role("button", name="Start").click()
+    click_start(pg, key, runs)
     done = wait_for_runs(runs, f"· {key}", 2, timeout=max(900, 4 * estimate))
     wall = max(s["updated"] for s in done) - t0
     return {"preset": key, "plan_steps": steps[0] if steps else None, "estimate": estimate, "wall": wall,
@@ -131,10 +161,34 @@ def final_errors(runs: Path) -> dict[str, float]:
             if " · " in r.name}
 
 
-def steps_per_second(runs: Path, run_id: str, seconds: float) -> float:
-    """From the run's own saves (status.json: step and time, every few seconds)."""
+def cpu_by_part(server_pid: int) -> dict[int, tuple[str, int]]:
+    """{pid: (part, busy jiffies so far)}, the parts being the server (without its training children), the training
+    children, the browsers and everything else: where the cores went while a run was watched."""
+    from resnet_viz.threads import _process_table, demo_pids
+    table = _process_table() or {}
+    browsers = demo_pids(table, -1)
+    training = {pid for pid, (comm, ppid, _) in table.items() if ppid == server_pid}
+    server = demo_pids({p: v for p, v in table.items() if p not in training}, server_pid) - browsers
+    return {pid: ("training" if pid in training else "server" if pid in server else
+                  "browsers" if pid in browsers else "other", jiffies) for pid, (_, _, jiffies) in table.items()}
+
+
+def cores_used(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], seconds: float) -> str:
+    """Of the processes alive at both ends (a run that ends in the window would count negative otherwise)."""
+    parts = {"server": 0, "training": 0, "browsers": 0, "other": 0}
+    for pid, (part, jiffies) in after.items():
+        if pid in before:
+            parts[part] += jiffies - before[pid][1]
+    hz = os.sysconf("SC_CLK_TCK")
+    return ", ".join(f"{k} {v / hz / seconds:.2f}" for k, v in parts.items())
+
+
+def steps_per_second(runs: Path, run_id: str, seconds: float, server_pid: int | None = None) -> float:
+    """From the run's own saves (status.json: step and time, every few seconds). With server_pid, also prints how
+    many cores the server, the training, the browsers and the rest used meanwhile."""
     path = runs / run_id / "status.json"
     samples = []
+    before, t_before = (cpu_by_part(server_pid), time.time()) if server_pid else (None, 0.0)
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
@@ -144,21 +198,27 @@ def steps_per_second(runs: Path, run_id: str, seconds: float) -> float:
         except (OSError, ValueError):
             pass
         time.sleep(0.5)
+    if before is not None:
+        print(f"    cores used: {cores_used(before, cpu_by_part(server_pid), time.time() - t_before)}", flush=True)
     if len(samples) < 3:
         return float("nan")
     (s0, t0), (s1, t1) = samples[1], samples[-1]  # the first sample's save may predate the window
     return (s1 - s0) / max(1e-9, t1 - t0)
 
 
-def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[tuple[int, float]]:
+WATCHING = (0, 1, 3, 0, 1, 3, 0)
+
+
+def watching_cost(browser, url: str, runs: Path, watch_seconds: float, server_pid: int) -> list[tuple[int, float]]:
     """Plain-56 (and its twin) from the Custom run form; plain-56's pace with 0, 1 and 3 tabs watching the Train
-    page; then both are stopped."""
+    page, in alternating windows (an evaluation falling into one window or not moves a 40 s pace by several percent,
+    so each count is measured twice and the none three times); then both are stopped."""
     pg = browser.new_page(viewport={"width": 1400, "height": 900})
     pg.goto(f"{url}/Train")
     pg.get_by_text("Custom run", exact=True).click()
     field(pg, "Depths (comma-separated)").fill("56")
     field(pg, "Depths (comma-separated)").press("Tab")
-    field(pg, "Epochs").fill("2")
+    field(pg, "Epochs").fill("6")  # plain-56 trains ~9 minutes: every window falls inside it
     pg.get_by_role("button", name="Queue these runs").click()
     confirm = pg.get_by_role("button", name=re.compile("Queue anyway"))
     try:
@@ -178,7 +238,7 @@ def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[t
     pg.goto("about:blank")
     results = []
     tabs = []
-    for watching in (0, 1, 3, 0):
+    for watching in WATCHING:
         while len(tabs) < watching:
             tab = browser.new_page(viewport={"width": 1400, "height": 900})
             tab.goto(f"{url}/Train")
@@ -186,7 +246,8 @@ def watching_cost(browser, url: str, runs: Path, watch_seconds: float) -> list[t
         while len(tabs) > watching:
             tabs.pop().close()
         time.sleep(3)
-        results.append((watching, steps_per_second(runs, run_id, watch_seconds)))
+        print(f"  {watching} tabs watching:", flush=True)
+        results.append((watching, steps_per_second(runs, run_id, watch_seconds, server_pid)))
     for tab in tabs:
         tab.close()
     pg.goto(f"{url}/Train")
@@ -204,6 +265,8 @@ def main() -> None:
     p.add_argument("--watch-seconds", type=float, default=40.0)
     p.add_argument("--skip-watch", action="store_true")
     p.add_argument("--only-watch", action="store_true", help="just the cost of watching (no presets)")
+    p.add_argument("--seed", type=int, default=0, help="typed into the Train page's Seed field")
+    p.add_argument("--only-degradation", action="store_true", help="Degradation alone (what a budget reaches)")
     p.add_argument("--port", type=int, default=8765)
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
@@ -227,9 +290,10 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             pg = browser.new_page(viewport={"width": 1400, "height": 900})
             pg.set_default_timeout(120_000)
-            results = [] if args.only_watch else [run_preset(pg, url, runs, "degradation", args.minutes, True)]
-            if not args.only_watch:
-                results.append(run_preset(pg, url, runs, "fix", args.minutes, from_home=False))
+            results = [] if args.only_watch else [run_preset(pg, url, runs, "degradation", args.minutes, True,
+                                                             args.seed)]
+            if not (args.only_watch or args.only_degradation):
+                results.append(run_preset(pg, url, runs, "fix", args.minutes, False, args.seed))
             errors = final_errors(runs)
             if results:
                 print("| preset | plan shown after | steps shown | steps run | threads | estimate | real | error |")
@@ -243,11 +307,13 @@ def main() -> None:
                 print("final training error (eval mode, 500 fixed training images): "
                       + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(errors.items())), flush=True)
             if not args.skip_watch:
-                pace = watching_cost(browser, url, runs, args.watch_seconds)
-                base = pace[0][1]
-                print("| tabs watching | plain-56 steps/s | vs none |\n|---:|---:|---:|")
-                for tabs, sps in pace:
-                    print(f"| {tabs} | {sps:.2f} | {100 * (sps / base - 1):+.0f}% |", flush=True)
+                pace = watching_cost(browser, url, runs, args.watch_seconds, server.pid)
+                mean = {n: sum(v for t, v in pace if t == n) / sum(1 for t, _ in pace if t == n)
+                        for n in sorted(set(WATCHING))}
+                print("| tabs watching | plain-56 steps/s (each window) | mean | vs none |\n|---:|---|---:|---:|")
+                for n, m in mean.items():
+                    each = ", ".join(f"{v:.2f}" for t, v in pace if t == n)
+                    print(f"| {n} | {each} | {m:.2f} | {100 * (m / mean[0] - 1):+.0f}% |", flush=True)
             browser.close()
     finally:
         server.terminate()

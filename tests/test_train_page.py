@@ -100,6 +100,20 @@ def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, 
     assert {j.config.train.threads for j in jobs} == {threads}
 
 
+def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, monkeypatch):
+    """The Seed field makes the plan again for that seed, the plan says it, and Start queues it for every net."""
+    queue = idle_queue(monkeypatch)
+    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at.session_state["keep_preset"] = "degradation"
+    at.run()
+    assert not any("seed" in m.value for m in at.markdown if "Estimated total" in m.value)  # seed 0 goes unsaid
+    at.number_input(key="keep_preset_seed").set_value(2).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("seed 2" in m.value for m in at.markdown if "Estimated total" in m.value)
+    at.button(key="preset_start").click().run()
+    assert [j.config.train.seed for j in queue.jobs()] == [2, 2]
+
+
 def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, monkeypatch):
     """After Degradation, The fix trains the same steps (and says so), whatever the minutes say; switched off, it
     plans from the minutes again."""

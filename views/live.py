@@ -4,9 +4,11 @@ Jobs belong to the server's one queue (resnet_viz.jobs), not to a browser tab. T
 progress, the time until it ends and a Stop button; queued jobs and finished ones are one line each (a finished one
 with its result), so the live run never ends up at the bottom of a long page.
 
-Watching must be cheap — a tab that redraws charts takes CPU from the run it watches: the cards refresh every second
-(text only), the charts every CHART_SECONDS (the trainer reports new points about that often anyway), and only the
-running job has charts.
+Watching must be cheap — a tab that redraws charts takes CPU from the run it watches, and on a laptop that projects its
+own browser that CPU is the training's: the cards refresh every CARD_SECONDS (text only), the charts every
+CHART_SECONDS, and only the running job has charts. Almost all of a watching tab's cost is the browser redrawing plotly
+charts (benchmarks/README.md, "The cost of watching"): with charts every 2 s one tab cost plain-56 17% of its steps
+on 2 cores, with charts every 5 s and cards every 2 s 5%.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from resnet_viz.jobs import Job, job_queue
 from resnet_viz.learning import learning_phrase
 from views.presets import fmt_duration
 
-CARD_SECONDS = 1.0
-CHART_SECONDS = 2.0
+CARD_SECONDS = 2.0
+CHART_SECONDS = 5.0
 SLOWER_NOTE = 1.15  # a run this much slower than its plan says so on its card
 
 # Material icons ship with Streamlit; emoji need a colour-emoji font that many machines lack.
@@ -62,7 +64,7 @@ def _stop_button(job: Job, column) -> None:
     if not job.done and column.button("Stop", key=f"stop_{job.id}",
                                       help="Stops within one step and keeps what was trained; a queued run is "
                                            "taken off the queue."):
-        job_queue().stop(job.id)  # the card shows it at the next refresh, within a second
+        job_queue().stop(job.id)  # the card shows it at its next refresh
 
 
 def _owner(job: Job) -> str:

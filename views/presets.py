@@ -11,6 +11,7 @@ import streamlit as st
 
 import ui
 from resnet_viz.budget import PROCESS_START_S
+from resnet_viz.config import MAX_SEED, TrainConfig
 from resnet_viz.errors import ResnetVizError
 from resnet_viz.jobs import app_reserved_cores, job_queue
 from resnet_viz.presets import (DEFAULT_MINUTES, FIG6_MIN_STEPS, PRESETS, describe_training, measure_nets,
@@ -20,6 +21,7 @@ from resnet_viz.trainer import resolve_device
 PRESET_KEY = ui.KEEP_PREFIX + "preset"
 MINUTES_KEY = ui.KEEP_PREFIX + "preset_minutes"
 MATCH_KEY = ui.KEEP_PREFIX + "preset_match"
+SEED_KEY = ui.KEEP_PREFIX + "preset_seed"
 PLAN_KEY = "preset_plan"  # (what it was planned for, the Plan): Start queues this, never a fresh one
 
 
@@ -71,8 +73,8 @@ def preset_planner() -> None:
     """Preset and budget pickers, the plan (steps per run, precision, threads, estimate) and a Start button."""
     keys = [p.key for p in PRESETS]
     titles = {p.key: p.title for p in PRESETS}
-    if MINUTES_KEY not in st.session_state:
-        st.session_state[MINUTES_KEY] = DEFAULT_MINUTES
+    st.session_state.setdefault(MINUTES_KEY, DEFAULT_MINUTES)
+    st.session_state.setdefault(SEED_KEY, 0)
     left, right = st.columns([3, 1])
     with left:
         key = st.pills("Experiment", keys, format_func=lambda k: titles[k], key=PRESET_KEY, wrap=True)
@@ -94,16 +96,20 @@ def preset_planner() -> None:
                                   key=MINUTES_KEY, disabled=use_match,
                                   help="Every run of the experiment gets the same number of steps: as many as fit "
                                        "in this time on this machine.")
+        seed = st.number_input("Seed", min_value=0, max_value=MAX_SEED, step=1, key=SEED_KEY,
+                               help="Another seed draws other starting weights and another order of images. Try a "
+                                    "second one to see that the gap between the nets is not luck.")
     st.caption(preset.description)
     device, reserve = resolve_device("auto"), app_reserved_cores()
     wanted = (preset.key, None if use_match else float(minutes), match[1] if use_match else None, ui.data_dir(),
-              str(device), queue.executor)
+              str(device), queue.executor, int(seed))
     kept = st.session_state.get(PLAN_KEY)
     if kept is None or kept[0] != wanted:
         if not _measure_first(device, reserve):
             return
         try:
-            plan = plan_preset(preset, wanted[1], device, ui.data_dir(), reserve=reserve, steps=wanted[2],
+            plan = plan_preset(preset, wanted[1], device, ui.data_dir(), base=TrainConfig(seed=int(seed)),
+                               reserve=reserve, steps=wanted[2],
                                run_overhead=PROCESS_START_S if queue.executor == "local" else 0.0)
         except ResnetVizError as e:
             st.error(str(e))
@@ -131,6 +137,7 @@ def _show_plan(plan, match) -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
     threads = f", {plan.threads} CPU thread{'s' if plan.threads != 1 else ''}" if plan.threads else ""
     matched = f" (matching your {match[0]} runs)" if match else ""
+    threads += f", seed {train.seed}" if train.seed else ""
     st.markdown(f"**Estimated total: {fmt_duration(plan.total_seconds)}** for {len(plan.runs)} runs of "
                 f"{plan.steps:,} steps each{matched} — {describe_training(train)}{threads}.")
 
