@@ -33,7 +33,12 @@ BROWSERS = ("chrom", "firefox", "safari", "msedge", "brave", "opera", "vivaldi",
 
 
 def _process_table() -> dict[int, tuple[str, int, int]] | None:
-    """{pid: (name, parent pid, busy jiffies)} of every process, or None where /proc is missing."""
+    """{pid: (name, parent pid, busy jiffies)} of every process, or None where /proc is missing.
+
+    The busy jiffies include those of the process's children that have ended (cutime, cstime): a training process
+    that ends keeps its CPU time inside the server's, so the demo's total never drops — it did, by the whole run's
+    time, whenever a run ended while the load was sampled, and the next plan then saw a machine 'busy' with that
+    much and took one thread."""
     table = {}
     try:
         names = os.listdir("/proc")
@@ -49,7 +54,7 @@ def _process_table() -> dict[int, tuple[str, int, int]] | None:
             continue  # ended meanwhile
         comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
         try:
-            table[int(name)] = (comm.lower(), int(rest[1]), int(rest[11]) + int(rest[12]))
+            table[int(name)] = (comm.lower(), int(rest[1]), sum(int(v) for v in rest[11:15]))
         except (IndexError, ValueError):
             continue
     return table

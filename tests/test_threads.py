@@ -106,6 +106,31 @@ def test_a_busy_child_of_the_demo_is_not_a_competitor(monkeypatch):
         child.wait()
 
 
+def test_a_run_that_ends_while_the_load_is_sampled_is_not_a_competitor(monkeypatch):
+    """A training process of the demo that ends (and is reaped) between two readings keeps its CPU time inside the
+    demo's: before, its whole time vanished from the demo's total and counted as other processes' load, and a plan
+    made just after a run ended took one thread on an idle machine."""
+    import resource
+    import subprocess
+    import sys
+    import time
+    monkeypatch.setattr(compute, "BROWSERS", ())
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"])
+    time.sleep(0.5)  # it has spun half a second before the readings begin
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    everything, beside_demo, t0 = compute.CpuLoad(), compute.CpuLoad(exclude_demo=True), time.monotonic()
+    child.wait()  # ended and reaped within the window
+    time.sleep(0.3)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = time.monotonic() - t0
+    # the child's whole time is reported at its end; roughly its second half fell inside the window
+    everything_busy, beside = everything.others_busy(min_interval=0), beside_demo.others_busy(min_interval=0)
+    child_total = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert child_total > 0.3
+    assert beside <= everything_busy + 0.15  # never more than all other processes together
+    assert beside < everything_busy - 0.5 * (child_total - 0.5) / seconds + 0.15  # and less by the child's share
+
+
 def test_cpu_load_reads_this_machine():
     load = compute.CpuLoad()
     assert 0.0 <= load.others_busy(min_interval=0.5) <= compute.usable_cores() + 0.5  # 0.1 s is 10 jiffies: too coarse
