@@ -42,7 +42,7 @@ RUN_OVERHEAD_S = 1.5  # per run: building the model, moving the data to the devi
 # reading the cached images add this much per run (measured on a 2-core AMD EPYC, 2026-12-07).
 PROCESS_START_S = 3.0
 QUEUE_OVERHEAD_S = 2.0  # per queue: reading the cached data
-SPEED_CACHE_VERSION = 1
+SPEED_CACHE_VERSION = 2  # 2: timings x1.10 and paces of runs in their own process (1 held x1.25 and in-server paces)
 BUSY_TIMING_TTL_S = 600.0  # a timing taken beside other work serves this process's plans this long, uncached
 _LOCK = threading.Lock()
 _BUSY_TIMINGS: dict[str, tuple[float, "Speed"]] = {}
