@@ -186,7 +186,7 @@ def _run_training(args, configs: list[RunConfig]) -> int:
     from .executors import make_executor
     from .store import RunStore
     from .summary import check_fits
-    from .trainer import resolve_device
+    from .devices import resolve_device
     executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
     # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
     # configs, the device, the memory a step needs, and that runs can be saved where --runs points.

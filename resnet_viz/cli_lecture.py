@@ -111,7 +111,7 @@ def cmd_preset(args) -> int:
     import time
 
     from .presets import describe_training, plan_preset, preset_by_key, preset_needs_measuring
-    from .trainer import resolve_device
+    from .devices import resolve_device
     device = resolve_device(args.device)
     preset = preset_by_key(args.preset)
     if args.remeasure or preset_needs_measuring(preset, device):

@@ -17,17 +17,13 @@ from torch import nn
 import ui
 from resnet_viz import analyses as A
 from resnet_viz.data import load_cifar10, stratified_subset
+from resnet_viz.devices import analysis_device
 from resnet_viz.models import build_model
 from resnet_viz.lru import LRUCache
 from resnet_viz.store import Run, RunStore
 from resnet_viz.threads import threads_for_analysis
 
 CHECKPOINT = "checkpoint.safetensors"
-
-
-def analysis_device() -> str:
-    """Where the analyses run: the CUDA GPU if there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------- models ----
