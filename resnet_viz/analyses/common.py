@@ -20,11 +20,11 @@ import copy
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import normalize, stratified_subset
 from ..errors import ConfigError
+from ..evaluation import loss_and_error_sums
 from ..models import ResNet, _Block
 from ..summary import model_summary
 
@@ -137,16 +137,10 @@ def forward_all(model: nn.Module, images: torch.Tensor, batch_size: int) -> None
 # ------------------------------------------------------------------------------------------ evaluation ----
 def loss_and_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
                       ) -> tuple[float, float]:
-    """`evaluate` of the model as it is: no input checks, no mode changes (the caller has `prepared` it)."""
-    device = model_device(model)
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for s in batches(len(images), batch_size):
-            logits = model(model_inputs(images[s], device)).float()
-            y = labels[s].to(device)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-    return loss / len(images), correct / len(images)
+    """`evaluate` of the model as it is: no input checks, no mode changes (the caller has `prepared` it). The sums
+    are the trainer's (`evaluation.loss_and_error_sums`); the accuracy is counted, so it equals correct / n exactly."""
+    loss_sum, wrong = loss_and_error_sums(model, images, labels, batch_size).tolist()
+    return loss_sum / len(images), (len(images) - int(wrong)) / len(images)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250
