@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import signal
 import sys
@@ -363,13 +364,15 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def cmd_summary(args) -> int:
-    from .summary import human_count, model_summary
+    from .readable import human_count
+    from .summary import model_summary
     s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
-    print(f"{s['config'].name}: {human_count(s['total_params'])} parameters, {human_count(s['total_flops'])} FLOPs "
+    count = functools.partial(human_count, thousands_decimals=1)
+    print(f"{s['config'].name}: {count(s['total_params'])} parameters, {count(s['total_flops'])} FLOPs "
           f"at {s['input_size']}×{s['input_size']}, {s['weight_layers']} weight layers")
     for r in s["layers"]:
         shape = "×".join(map(str, r["output_shape"]))
-        print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {human_count(r['flops']):>9}")
+        print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {count(r['flops']):>9}")
     return 0
 
 

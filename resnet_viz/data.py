@@ -239,7 +239,8 @@ def _save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     is skipped with a warning: it only costs decoding again next time."""
     from safetensors.torch import save_file
 
-    from .files import human_bytes, os_error_of
+    from .files import os_error_of
+    from .readable import human_bytes
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ from typing import BinaryIO
 
 from .config import RunConfig
 from .errors import ConfigError, PackError, RunStoreError, StorageError
-from .files import DISK_FULL, NOT_WRITABLE, atomic_write_json, human_bytes, storage_error
+from .files import DISK_FULL, NOT_WRITABLE, atomic_write_json, storage_error
+from .readable import human_bytes
 from .run_checks import check_meta, check_status
 from .run_sizes import checkpoint_cap, checkpoint_mismatch, metrics_cap, metrics_mismatch, read_header
 from .store import RUN_FILES, RUN_ID_RE, STATUSES, RunStore
