@@ -172,8 +172,7 @@ def _list_split(folder: Path, split: str) -> tuple[list[Path], list[int]]:
 
 def _decode_all(files: list[Path]) -> np.ndarray:
     # One image after the other on purpose: for 32x32 images nearly all of PIL's time is Python-side header parsing
-    # under the GIL, and a thread pool measured 20-90% *slower* than this loop (2-core AMD EPYC (Zen 4) VM,
-    # 2026-11-26). It is a one-off cost anyway: the result is cached.
+    # under the GIL; a thread pool measured 20-90% *slower* (2-core AMD EPYC VM, 2026-11-26). Cached: a one-off cost.
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     for i, path in enumerate(files):
         images[i] = _decode(path)
