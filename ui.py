@@ -1,7 +1,8 @@
 """What the app's pages share: settings in st.session_state, the run store, run pickers, presentation mode, defaults
 that follow the data, friendly errors.
 
-This is the view layer's only common module; all the work happens in `resnet_viz`, which never imports streamlit.
+The pages' larger shared parts live in `views/` (the table of pages, cached models, the Train page's planner and
+live panel, the Analyses sections); all the work happens in `resnet_viz`, which never imports streamlit.
 """
 from __future__ import annotations
 

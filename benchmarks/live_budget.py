@@ -21,10 +21,10 @@ import time
 
 from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data
 from resnet_viz.data import load_cifar10
+from resnet_viz.devices import resolve_device
 from resnet_viz.jobs import JobQueue, app_reserved_cores
 from resnet_viz.presets import plan_preset, preset_by_key
 from resnet_viz.store import RunStore
-from resnet_viz.trainer import resolve_device
 
 
 def data_folder(explicit: str | None) -> str:

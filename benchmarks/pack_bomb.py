@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_viz.checkpoint import CHECKPOINT_FILE
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.data import Cifar10Tensors
 from resnet_viz.errors import ResnetVizError
@@ -53,7 +54,7 @@ def bomb(pack: bytes, prefix: bytes, zeros: int) -> bytes:
     with zipfile.ZipFile(io.BytesIO(pack)) as src, \
             zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
         for info in src.infolist():
-            if not info.filename.endswith("checkpoint.safetensors"):
+            if not info.filename.endswith(CHECKPOINT_FILE):
                 dst.writestr(info.filename, src.read(info.filename))
                 continue
             with dst.open(info.filename, "w") as member:
@@ -88,8 +89,8 @@ def main() -> None:
                                                                           precision="fp32"))
         result = Trainer(config, data=tiny_data(), store=source).run()
         pack = pack_bytes(source, [result.run_id])
-        member = f"{result.run_id}/checkpoint.safetensors"
-        checkpoint = (source.get(result.run_id).path / "checkpoint.safetensors").read_bytes()
+        member = f"{result.run_id}/{CHECKPOINT_FILE}"
+        checkpoint = source.get(result.run_id).checkpoint_path.read_bytes()
         t0 = time.perf_counter()
         cases = {"zeros": bomb(pack, b"", zeros), "header + zeros": bomb(pack, checkpoint, zeros)}
         cases["lying size"] = understate(cases["header + zeros"], member, len(checkpoint))

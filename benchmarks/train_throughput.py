@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.data import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10
+from resnet_viz.devices import describe_device, resolve_device
 from resnet_viz.models import build_model
-from resnet_viz.trainer import Trainer, describe_device, resolve_device
+from resnet_viz.trainer import Trainer
 
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 UNPACKED = Path(os.environ.get("RESNET_VIZ_BENCH_DATA", Path.home() / ".cache" / "resnet_viz" / "cifar10-jpeg"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
+from resnet_viz.devices import accelerator_found
 from resnet_viz.figures import residual_block_diagram
 from views.pages import HOME, PAGES, link_label
 
@@ -20,14 +21,8 @@ ui.page_setup("Home", "🧱")
 
 @st.cache_resource(show_spinner=False)
 def find_device() -> tuple[str, str]:
-    """("CUDA" | "MPS" | "CPU", details). torch is imported only for this check."""
-    import torch
-    if torch.cuda.is_available():
-        return "CUDA", torch.cuda.get_device_name(0)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "MPS", "Apple-silicon GPU (Metal)"
-    return "CPU", f"{torch.get_num_threads()} threads — fine for the small presets; deep nets train slowly"
+    """("CUDA" | "MPS" | "CPU", details), asked once per server (resnet_viz.devices)."""
+    return accelerator_found()
 
 
 def cifar_status(root: Path) -> str:

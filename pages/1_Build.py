@@ -124,7 +124,7 @@ if error:
 else:
     plain = cached_summary(residual=False, **fields)
     resnet = cached_summary(residual=True, **fields)
-    st.session_state["build_config"] = dict(fields)  # the chosen architecture, for the pages that train it
+    st.session_state["build_config"] = dict(fields)  # the chosen architecture: where Gradient flow's step-0 view starts
     tp, tr = figures.summary_totals(plain), figures.summary_totals(resnet)
 
     # -- totals

@@ -4,10 +4,11 @@ angle, why residual nets train better. The work is `resnet_viz.analyses`, the se
 import streamlit as st
 
 import ui
+from resnet_viz.devices import analysis_device
 from resnet_viz.errors import ResnetVizError
 from views.analyses import SECTIONS
 from views.analysis_selection import K, Selection, comparison_note, load_entries
-from views.models import analysis_device, balanced_test_images
+from views.models import balanced_test_images
 
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512, 1000, 2000, 5000, 10000)
 

@@ -1,6 +1,9 @@
-"""What a checkpoint keeps beside the weights, so that training can go on exactly where it stopped.
+"""A run's checkpoint: its file name, what it keeps beside the weights so that training can go on exactly where it
+stopped, and the one place it is read back (the weights for a model, the whole training state to continue from, or
+just its table of contents).
 
-checkpoint.safetensors holds the model's state_dict (weights and BatchNorm statistics) and, under "trainer/":
+checkpoint.safetensors (CHECKPOINT_FILE) holds the model's state_dict (weights and BatchNorm statistics) and,
+under "trainer/":
 
     trainer/momentum/<parameter name>  SGD's momentum buffer of each parameter
     trainer/generator                  the state (uint8) of the generator that draws each epoch's order and the
@@ -9,18 +12,23 @@ checkpoint.safetensors holds the model's state_dict (weights and BatchNorm stati
 
 and in its metadata `step` (steps trained), `generator_device` (a generator's state only fits its own kind of
 device) and, with an epoch order, `perm_start` (the step that order began at). Checkpoints written before this
-format have the weights only.
+format have the weights only. `store.RunWriter.write_checkpoint` writes it.
+
+torch is only named in annotations here: the run store (which imports this module) stays torch-free on import.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import RunStoreError
-from .store import TRAINING_STATE_PREFIX
 
+if TYPE_CHECKING:
+    import torch
+
+CHECKPOINT_FILE = "checkpoint.safetensors"  # in each run's folder
+TRAINING_STATE_PREFIX = "trainer/"  # checkpoint keys that are not the model's: momentum, data order
 MOMENTUM = TRAINING_STATE_PREFIX + "momentum/"
 GENERATOR = TRAINING_STATE_PREFIX + "generator"
 EPOCH_PERM = TRAINING_STATE_PREFIX + "epoch_perm"
@@ -83,3 +91,19 @@ def read_checkpoint(path: Path) -> SavedTraining:
     if saved.step is not None and saved.step < 0 or saved.perm_start is not None and saved.perm_start < 0:
         raise RunStoreError(f"The checkpoint of {path.parent.name} names a negative step.")
     return saved
+
+
+def read_weights(path: Path, device="cpu") -> dict[str, torch.Tensor]:
+    """The model's state_dict from a checkpoint, on `device`, without the training state. Raises what safetensors
+    raises for a missing or unreadable file: the caller says which run."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        return {k: f.get_tensor(k) for k in f.keys() if not k.startswith(TRAINING_STATE_PREFIX)}
+
+
+def checkpoint_keys(path: Path) -> list[str]:
+    """The names of the tensors a checkpoint holds, from its header alone (no tensor is read). Raises what
+    safetensors raises for a file that is not a safetensors file."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
-import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 
 from . import cli_gradients
+from .cli_training import number, percent, run_training
 from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
                      ModelConfig, RunConfig, TrainConfig)
 from .errors import ResnetVizError
@@ -181,112 +181,6 @@ def _train_config(args) -> TrainConfig:
     return dataclasses.replace(typed, schedule=schedule, lr=lr)
 
 
-def _run_training(args, configs: list[RunConfig]) -> int:
-    from .data import load_cifar10
-    from .executors import make_executor
-    from .store import RunStore
-    from .summary import check_fits
-    from .trainer import resolve_device
-    executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
-    # Everything that can be checked without the data is checked before loading it (or downloading 170 MB): the
-    # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
-    for c in configs:
-        c.validate()
-        if executor.name == "local":
-            check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
-    store = RunStore(args.runs)
-    store.check_writable()
-    data = load_cifar10(args.data, download=not args.no_download)  # on a cluster: checks (or fetches) it once here
-    print(f"data: {data.source}", file=sys.stderr)
-    if executor.name == "ray":
-        print(f"executor: {executor.where}, each run a task with {executor.resources}", file=sys.stderr)
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort) …" if executor.name == "local" else
-              "\ncancelling the runs not started, stopping the others after their current step (Ctrl-C again to "
-              "abort) …", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
-        else None
-    lines = _ProgressLines(store)
-    try:
-        states = executor.run(configs, store.root, data, lines.update, stop)
-    finally:
-        lines.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    return 0 if all(s.state in ("finished", "stopped") for s in states) else 1
-
-
-def show_progress(bar, p) -> None:
-    """A trainer Progress on a tqdm bar: step, loss, lr, speed and the latest test error."""
-    bar.n = p.step
-    post = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.3g}", "img/s": f"{p.images_per_second:.0f}"}
-    if p.test_error is not None:
-        post["test err"] = f"{100 * p.test_error:.1f}%"
-    bar.set_postfix(post, refresh=False)
-    bar.refresh()
-
-
-class _ProgressLines:
-    """One progress line per run while it trains, then one summary line when it ends."""
-
-    def __init__(self, store):
-        self.store = store
-        self.bars = {}
-
-    def update(self, state) -> None:
-        from tqdm import tqdm
-        if state.done:
-            bar = self.bars.pop(state.key, None)
-            if bar is not None:
-                bar.close()
-            tqdm.write(self._summary(state), file=sys.stdout)
-            return
-        bar = self.bars.get(state.key)
-        if bar is None:
-            bar = self.bars[state.key] = tqdm(total=1, desc=state.label, unit="step", dynamic_ncols=True,
-                                              file=sys.stderr)
-        p = state.progress
-        if p is None:
-            bar.set_postfix_str(state.state + (f" on {state.node}" if state.node else ""), refresh=True)
-            return
-        if bar.total != p.total_steps:  # its first step: the clock starts now, not when it was queued
-            bar.reset(total=p.total_steps)
-        show_progress(bar, p)
-
-    def _summary(self, state) -> str:
-        if state.run_id is None:
-            return f"{state.label}: {state.state} — {state.message}"
-        try:
-            summary = self.store.get(state.run_id).summary()
-        except ResnetVizError as e:
-            return f"{state.label}: {state.state} — {state.message} ({e})  [{state.run_id}]"
-        head = f"{summary['name']}: {state.state} after {state.steps} steps in {state.seconds:.0f}s"
-        if state.state not in ("finished", "stopped", "diverged"):
-            return f"{head} — {state.message}  [{state.run_id}]"
-        return (f"{head} — train loss {_num(summary['final_train_loss'])}, train error "
-                f"{_pct(summary['final_train_error'])}, test error {_pct(summary['final_test_error'])}  "
-                f"[{state.run_id}]")
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-        self.bars.clear()
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def cmd_list(args) -> int:
     from .store import RunStore, strict_json
     with warnings.catch_warnings(record=True) as caught:
@@ -311,7 +205,8 @@ def cmd_list(args) -> int:
     print(header)
     for s in summaries:
         print(f"{s['id']:<44} {s['label']:<22} {s['status']:<11} {s['steps_done']:>7} "
-              f"{_num(s['final_train_loss']):>10} {_pct(s['final_train_error']):>9} {_pct(s['final_test_error']):>8}")
+              f"{number(s['final_train_loss']):>10} {percent(s['final_train_error']):>9} "
+              f"{percent(s['final_test_error']):>8}")
     return 0
 
 
@@ -363,13 +258,15 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 
 def cmd_summary(args) -> int:
-    from .summary import human_count, model_summary
+    from .readable import human_count
+    from .summary import model_summary
     s = model_summary(_model_config(args, args.arch, args.depth), args.input_size)
-    print(f"{s['config'].name}: {human_count(s['total_params'])} parameters, {human_count(s['total_flops'])} FLOPs "
+    count = functools.partial(human_count, thousands_decimals=1)
+    print(f"{s['config'].name}: {count(s['total_params'])} parameters, {count(s['total_flops'])} FLOPs "
           f"at {s['input_size']}×{s['input_size']}, {s['weight_layers']} weight layers")
     for r in s["layers"]:
         shape = "×".join(map(str, r["output_shape"]))
-        print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {human_count(r['flops']):>9}")
+        print(f"  {r['name']:<34} {r['kind']:<30} {shape:>14} {r['params']:>10,} {count(r['flops']):>9}")
     return 0
 
 
@@ -380,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             model = _model_config(args, args.arch, args.depth).validate()
             config = RunConfig(model=model, train=_train_config(args), data_dir=args.data, name=args.name)
-            return _run_training(args, [config])
+            return run_training(args, [config])
         if args.command == "sweep":
             train, configs = _train_config(args), []
             seeds = args.seeds if args.seeds is not None else [args.seed]
@@ -390,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{args.name}-{label}" if args.name else None if len(seeds) == 1 else label
                 configs.append(RunConfig(model=model, train=dataclasses.replace(train, seed=seed),
                                          data_dir=args.data, name=name))
-            return _run_training(args, configs)
+            return run_training(args, configs)
         if args.command in ("preset", "extend", "pack", "unpack"):
             from . import cli_lecture
             return getattr(cli_lecture, f"cmd_{args.command}")(args)

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 def cmd_gradients(args) -> int:
     from .data import load_cifar10
     from .init_gradients import check_feasible, check_seeds, gradient_table, init_gradients
-    from .trainer import resolve_device
+    from .devices import resolve_device
     model = ModelConfig(depth=args.depth, shortcut=args.shortcut, batchnorm=not args.no_bn, width=args.width)
     device = resolve_device(args.device)
     check_seeds(args.seeds)

@@ -1,35 +1,14 @@
 """The command line's lecture commands: `preset` (an experiment sized to the minutes you have), `extend` (train a run
-further), `pack` and `unpack` (move runs between machines). `cli.py` parses the arguments and dispatches here."""
+further), `pack` and `unpack` (move runs between machines). `cli.py` parses the arguments and dispatches here; what both
+share (training with progress lines, Ctrl-C) is in `cli_training.py`."""
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cli import _num, _pct, _run_training, show_progress
+from .cli_training import number, percent, run_training, show_progress, stop_on_ctrl_c
 from .presets import PRESETS
-
-
-@contextmanager
-def _stop_on_ctrl_c():
-    """An Event that the first Ctrl-C sets (training stops after the step and saves); a second one aborts."""
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort) …", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
-        else None
-    try:
-        yield stop
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -50,8 +29,8 @@ def _progress_bar(desc: str):
 def _print_result(store, name: str, result) -> None:
     summary = store.get(result.run_id).summary()
     print(f"{name}: {result.status} after {result.steps} steps in {result.seconds:.0f}s — "
-          f"train loss {_num(summary['final_train_loss'])}, train error {_pct(summary['final_train_error'])}"
-          f", test error {_pct(summary['final_test_error'])}  [{result.run_id}]")
+          f"train loss {number(summary['final_train_loss'])}, train error "
+          f"{percent(summary['final_train_error'])}, test error {percent(summary['final_test_error'])}  [{result.run_id}]")
 
 
 def cmd_extend(args) -> int:
@@ -70,7 +49,7 @@ def cmd_extend(args) -> int:
     extension = prepare_extension(store, run.id, args.epochs, data=data, device=args.device)
     for note in extension.notes:
         print(f"note: {note}", file=sys.stderr)
-    with _stop_on_ctrl_c() as stop:
+    with stop_on_ctrl_c() as stop:
         with _progress_bar(f"{run.label} +{epochs_text(args.epochs)}") as on_progress:
             result = extension.run(on_progress=on_progress, stop_event=stop)
     _print_result(store, run.label, result)
@@ -111,7 +90,7 @@ def cmd_preset(args) -> int:
     import time
 
     from .presets import describe_training, plan_preset, preset_by_key, preset_needs_measuring
-    from .trainer import resolve_device
+    from .devices import resolve_device
     device = resolve_device(args.device)
     preset = preset_by_key(args.preset)
     if args.remeasure or preset_needs_measuring(preset, device):
@@ -128,9 +107,9 @@ def cmd_preset(args) -> int:
     if args.plan_only:
         return 0
     for name, default in (("executor", "local"), ("ray_address", None), ("ray_cpus", None)):
-        if not hasattr(args, name):  # what _run_training reads from a train command's arguments
+        if not hasattr(args, name):  # what run_training reads from a train command's arguments
             setattr(args, name, default)
     started = time.perf_counter()
-    code = _run_training(args, [r.config for r in plan.runs])
+    code = run_training(args, [r.config for r in plan.runs])
     print(f"wall time {time.perf_counter() - started:.0f} s (estimated {plan.total_seconds:.0f} s)", file=sys.stderr)
     return code

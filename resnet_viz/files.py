@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StorageError
+from .readable import human_bytes
 
 PER_STEP_KEYS = ("loss", "batch_error", "lr")
 PER_EVAL_KEYS = ("train_loss", "train_error", "test_loss", "test_error", "eval_time")
@@ -80,15 +81,6 @@ def storage_error(cause: OSError, folder: Path, what: str, size: int | None = No
     error = StorageError(message)
     error.errno = cause.errno
     return error
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GB", 2 ** 30), ("MB", 2 ** 20), ("kB", 2 ** 10)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _free_bytes(folder: Path) -> int | None:

@@ -13,10 +13,11 @@ last-digit differences — plain-56's step-0 norms differ by up to 13% between o
 0.4%), each count giving the same numbers every time. So every pass here uses `threads` (default one) whatever the
 load, and the answer never depends on how busy the machine was.
 
-Speed. A pass costs what a training step costs: ~0.13 GMACs per image at depth 56, ×128 images, ×3 for the backward —
-0.62 s on one core of the 2-core benchmark VM, so the only lever left is the cores. Each (net, seed) is one job; the
-jobs run side by side in worker threads (one per usable core, as memory allows), each with its own single intra-op
-thread, seed by seed, so the first seed's answer (both nets) comes first. One thread per pass also holds up on a busy
+Speed (measured 2026-12-07 on the 2-core AMD EPYC (Zen 4) benchmark VM). A pass costs what a training step costs:
+~0.13 GMACs per image at depth 56, ×128 images, ×3 for the backward — 0.62 s on one of its cores, so the only lever
+left is the cores. Each (net, seed) is one job; the jobs run side by side in worker threads (one per usable core, as
+memory allows), each with its own single intra-op thread, seed by seed, so the first seed's answer (both nets) comes
+first. One thread per pass also holds up on a busy
 machine, where one pass's several OpenMP threads wait for each other at every layer (plain-56 and resnet-56 on both
 cores: 0.8–1.3 s this way whatever else ran; 0.7–2.5 s with two threads each, in turn; benchmarks/README.md). Results
 are kept in an in-process LRU cache keyed by the architecture, the seed and a digest of the batch itself, so a

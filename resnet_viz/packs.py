@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .checkpoint import CHECKPOINT_FILE, checkpoint_keys
 from .config import RunConfig
 from .errors import ConfigError, PackError, RunStoreError, StorageError
-from .files import DISK_FULL, NOT_WRITABLE, atomic_write_json, human_bytes, storage_error
+from .files import DISK_FULL, NOT_WRITABLE, atomic_write_json, storage_error
+from .readable import human_bytes
 from .run_checks import check_meta, check_status
 from .run_sizes import checkpoint_cap, checkpoint_mismatch, metrics_cap, metrics_mismatch, read_header
 from .store import RUN_FILES, RUN_ID_RE, STATUSES, RunStore
@@ -274,7 +276,7 @@ def _extract_safetensors(archive, info, dest: Path, label: str, run: _Incoming, 
                 header, head = read_header(src.read)
             except ValueError as e:
                 raise PackError(f"{damaged} ({e}).") from None
-            if file == "checkpoint.safetensors" and (wrong := checkpoint_mismatch(header, run.config)):
+            if file == CHECKPOINT_FILE and (wrong := checkpoint_mismatch(header, run.config)):
                 raise PackError(f"{run.where} is damaged: its checkpoint does not fit the model its config "
                                 f"describes ({wrong}).")
             if file == "metrics.safetensors" and (wrong := metrics_mismatch(header, run.config)):
@@ -348,14 +350,13 @@ def _check_json(archive, members: dict, run_id: str, label: str, limits: PackLim
         raise PackError(f"{where} has a config that cannot be used: {e}") from None
     except Exception:  # values of the wrong types, and the like
         raise PackError(f"{where} is damaged: its config.json does not have a run's shape.") from None
-    return _Incoming(run_id, where, config, {"checkpoint.safetensors": checkpoint_cap(config),
+    return _Incoming(run_id, where, config, {CHECKPOINT_FILE: checkpoint_cap(config),
                                              "metrics.safetensors": metrics_cap(config)})
 
 
 def _check_run(staging: RunStore, run_id: str, where: str) -> None:
     """Once extracted: the run reads as the store reads it, and its safetensors files parse (safetensors holds raw
     tensors, never pickles)."""
-    from safetensors import safe_open
     try:
         run = staging.get(run_id)
     except RunStoreError as e:  # the store's reader says what is wrong
@@ -368,10 +369,9 @@ def _check_run(staging: RunStore, run_id: str, where: str) -> None:
         raise PackError(f"{where} is damaged: its metrics have no per-step loss.")
     if run.has_checkpoint:
         try:
-            with safe_open(str(run.path / "checkpoint.safetensors"), framework="pt") as f:
-                f.keys()
+            checkpoint_keys(run.checkpoint_path)
         except Exception:
-            raise PackError(f"{where} is damaged: its checkpoint.safetensors is not a safetensors file.") from None
+            raise PackError(f"{where} is damaged: its {CHECKPOINT_FILE} is not a safetensors file.") from None
 
 
 def _move_in(store: RunStore, staging: Path, run_ids: list[str], rename_clashes: bool) -> Unpacked:

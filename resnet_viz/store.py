@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import CHECKPOINT_FILE, TRAINING_STATE_PREFIX, read_weights
 from .config import RunConfig
 from .errors import ResnetVizError, RunStoreError, StorageError
 from .files import (DISK_FULL, PER_EVAL_KEYS, PER_STEP_KEYS, _atomic_write,  # noqa: F401 (re-exported)
@@ -36,8 +37,7 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HEARTBEAT_S = 10.0  # a running writer rewrites status.json this often, however long its steps take
 HEARTBEAT_STALE_S = 60.0  # a "running" run whose heartbeat is this old is taken as dead
 STALE_HEARTBEAT_S = 30 * 60  # the same for runs written before heartbeats (status.json without one)
-RUN_FILES = ("config.json", "status.json", "metrics.safetensors", "checkpoint.safetensors")
-TRAINING_STATE_PREFIX = "trainer/"  # checkpoint keys that are not the model's: momentum, data order
+RUN_FILES = ("config.json", "status.json", "metrics.safetensors", CHECKPOINT_FILE)
 
 
 def default_runs_dir() -> Path:
@@ -91,8 +91,12 @@ class Run:
         return self.config.model.name
 
     @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
     def has_checkpoint(self) -> bool:
-        return (self.path / "checkpoint.safetensors").is_file()
+        return self.checkpoint_path.is_file()
 
     def _load_metrics(self) -> None:
         path = self.path / "metrics.safetensors"
@@ -245,7 +249,7 @@ class RunWriter:
             state[key] = tensor.detach().to("cpu").contiguous()
         config = (self.path / "config.json").read_text(encoding="utf-8")
         metadata = {**(metadata or {}), "config": config}
-        _atomic_write(self.path / "checkpoint.safetensors", lambda tmp: save_file(state, tmp, metadata=metadata),
+        _atomic_write(self.path / CHECKPOINT_FILE, lambda tmp: save_file(state, tmp, metadata=metadata),
                       what=f"the weights of run {self.id}", size=_safetensors_size(state.values(), metadata))
 
     def write_config(self, meta: dict) -> None:
@@ -378,8 +382,6 @@ class RunStore:
 
     def load_model(self, run_id: str, device="cpu"):
         """The trained model of a run, in eval mode."""
-        from safetensors import safe_open
-
         from .models import build_model
         run = self.get(run_id)
         if not run.has_checkpoint:
@@ -387,9 +389,7 @@ class RunStore:
                                 f"stopped runs keep a checkpoint.")
         model = build_model(run.config.model)
         try:
-            with safe_open(str(run.path / "checkpoint.safetensors"), framework="pt", device=str(device)) as f:
-                model.load_state_dict({k: f.get_tensor(k) for k in f.keys()
-                                       if not k.startswith(TRAINING_STATE_PREFIX)})
+            model.load_state_dict(read_weights(run.checkpoint_path, device))
         except Exception as e:
             raise RunStoreError(f"Run {run.name!r}: its checkpoint cannot be loaded ({e}).") from e
         return model.to(device).eval()

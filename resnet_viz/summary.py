@@ -173,15 +173,5 @@ def check_fits(cfg: ModelConfig, batch_size: int, device: torch.device, input_si
     return need
 
 
-def human_count(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}G"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f}M"
-    if n >= 1e3:
-        return f"{n / 1e3:.1f}K"
-    return str(n)
-
-
 __all__ = ["model_summary", "default_input_size", "estimate_training_memory", "available_memory", "check_fits",
-           "human_count", "MAX_INPUT_SIZE"]
+           "MAX_INPUT_SIZE"]

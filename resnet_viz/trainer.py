@@ -10,7 +10,6 @@ the saved weights, momentum and data order, and appends to the run's curves.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
@@ -24,7 +23,8 @@ import torch.nn.functional as F
 from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
-from .errors import ConfigError, ResnetVizError
+from .devices import describe_device, resolve_device
+from .errors import ResnetVizError
 from .evaluation import eval_divergence, evaluate
 from .schedule import StepPlan, lr_at  # noqa: F401 (lr_at: the schedule, importable from here as before)
 from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
@@ -43,28 +43,6 @@ FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU r
 SAVE_SECONDS = 10.0  # at most this long between metric writes to disk while training
 PACE_WINDOW_S = 30.0  # the ETA follows the pace of about the last half minute: it notices a busier machine
 BRANCH_PROBE_IMAGES = 64  # fixed test images for the branch-ratio log: ~1/12 of a training step's work
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("You asked for the CUDA GPU, but PyTorch sees none here. Use --device auto or cpu.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("You asked for Apple's MPS GPU, but PyTorch sees none here. Use --device auto or cpu.")
-    return torch.device(name)
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA GPU ({torch.cuda.get_device_name(device)})"
-    if device.type == "mps":
-        return "Apple MPS GPU"
-    return f"CPU ({os.cpu_count()} cores)"
 
 
 @dataclass

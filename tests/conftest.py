@@ -8,6 +8,8 @@ import torch
 
 from cifar_fixtures import train_tiny_pair, write_python_batches
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
@@ -19,6 +21,22 @@ def private_cache(tmp_path_factory):
         os.environ.pop("RESNET_VIZ_CACHE", None)
     else:
         os.environ["RESNET_VIZ_CACHE"] = before
+
+
+@pytest.fixture
+def app_test(monkeypatch):
+    """The page tests' one AppTest factory: `app_test(file, runs, data, timeout=60)` is the AppTest of `file`
+    (relative to the checkout: "app.py", "pages/2_Train.py"), not run yet, with the app's run store and CIFAR-10
+    folder pointed at `runs` and `data` for this test (RESNET_VIZ_RUNS, RESNET_VIZ_DATA); a folder left None stays as
+    the environment has it."""
+    from streamlit.testing.v1 import AppTest
+
+    def make(file: str, runs: Path | None = None, data: Path | None = None, timeout: float = 60):
+        for variable, folder in (("RESNET_VIZ_RUNS", runs), ("RESNET_VIZ_DATA", data)):
+            if folder is not None:
+                monkeypatch.setenv(variable, str(folder))
+        return AppTest.from_file(str(ROOT / file), default_timeout=timeout)
+    return make
 
 
 @pytest.fixture

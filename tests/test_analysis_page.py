@@ -1,26 +1,17 @@
 """The Analyses page, as AppTest runs it on a tiny trained plain/residual pair (its figures: test_figures_analyses)."""
 import re
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_viz.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages/6_Analyses.py")
-TIMEOUT = 60
+PAGE = "pages/6_Analyses.py"
 TABS = ("1 · Response std", "2 · Branch ratio", "3 · Lesion study", "4 · Loss landscape", "5 · Shattered gradients",
         "6 · Dead ReLUs")
 
 
 # ---------------------------------------------------------------------------------------------- page ----
-def app(runs: Path, data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-
-
 def ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -36,19 +27,19 @@ def charts(at: AppTest) -> int:
     return len(at.get("plotly_chart"))
 
 
-def test_empty_store(tmp_path, data_dir, monkeypatch):
-    at = ok(app(tmp_path / "no-runs", data_dir, monkeypatch).run())
+def test_empty_store(tmp_path, data_dir, app_test):
+    at = ok(app_test(PAGE, tmp_path / "no-runs", data_dir).run())
     assert at.title[0].value and any("empty" in i.value for i in at.info)
 
 
-def test_missing_data_folder_is_an_error_not_an_exception(trained_store, tmp_path, monkeypatch):
-    at = app(trained_store, tmp_path / "no-such-folder", monkeypatch).run()
+def test_missing_data_folder_is_an_error_not_an_exception(trained_store, tmp_path, app_test):
+    at = app_test(PAGE, trained_store, tmp_path / "no-such-folder").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and any("data folder" in i.value for i in at.info)
 
 
-def test_every_section_and_compute_button(trained_store, data_dir, monkeypatch):
-    at = app(trained_store, data_dir, monkeypatch)
+def test_every_section_and_compute_button(trained_store, data_dir, app_test):
+    at = app_test(PAGE, trained_store, data_dir)
     at.session_state["keep_an_images"] = 16
     ok(at.run())
     assert len(at.multiselect[0].value) == 2  # the plain/residual pair by default
@@ -104,8 +95,8 @@ def test_every_section_and_compute_button(trained_store, data_dir, monkeypatch):
     assert any(m.value.startswith("**Takeaway.**") for m in at.markdown)
 
 
-def test_fresh_models(trained_store, data_dir, monkeypatch):
-    at = app(trained_store, data_dir, monkeypatch)
+def test_fresh_models(trained_store, data_dir, app_test):
+    at = app_test(PAGE, trained_store, data_dir)
     at.session_state["keep_an_images"] = 16
     ok(at.run())
     ok(at.toggle(key="keep_an_fresh").set_value(True).run())
@@ -116,8 +107,8 @@ def test_fresh_models(trained_store, data_dir, monkeypatch):
         assert charts(at) == 1
 
 
-def test_a_plain_only_selection_in_the_branch_ratio_section(trained_store, data_dir, monkeypatch):
-    at = app(trained_store, data_dir, monkeypatch)
+def test_a_plain_only_selection_in_the_branch_ratio_section(trained_store, data_dir, app_test):
+    at = app_test(PAGE, trained_store, data_dir)
     at.session_state["keep_an_images"] = 16
     at.session_state["analysis"] = TABS[1]
     ok(at.run())
@@ -128,11 +119,11 @@ def test_a_plain_only_selection_in_the_branch_ratio_section(trained_store, data_
     assert any("no shortcut" in i.value and "Add a ResNet" in i.value for i in at.info)
 
 
-def test_the_lesion_studies_say_why_their_intact_accuracies_differ(trained_store, data_dir, monkeypatch):
+def test_the_lesion_studies_say_why_their_intact_accuracies_differ(trained_store, data_dir, monkeypatch, app_test):
     """With automatic image counts each study sizes its subset to its own budget: here (a budget squeezed to fit
     these tiny nets) the single-block study takes all 60 test images and the random one fewer, for the ResNet."""
     monkeypatch.setattr("resnet_viz.analyses.common.CPU_BUDGET_GMACS", 0.18)
-    at = app(trained_store, data_dir, monkeypatch)
+    at = app_test(PAGE, trained_store, data_dir)
     at.session_state["keep_an_images"] = 64  # the 60 test images of data_dir
     at.session_state["analysis"] = TABS[2]
     ok(at.run())

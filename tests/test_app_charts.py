@@ -16,7 +16,6 @@ from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 60
 BRIEF = TrainConfig(epochs=2, subset=8000, lr=0.05, schedule="onecycle")
 
 
@@ -61,28 +60,22 @@ def store(tmp_path_factory):
     return root, ids
 
 
-def page(name: str, root: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(root))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(root / "no-data"))
-    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
-
-
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def test_default_pair_is_twins_of_one_preset_then_the_rest_of_it(store, monkeypatch):
+def test_default_pair_is_twins_of_one_preset_then_the_rest_of_it(store, app_test):
     root, ids = store
-    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    at = app_test("pages/3_Gradient_flow.py", root, root / "no-data").run()
     no_exception(at)
     # the newest plain-56 and its newest same-depth residual are of different presets: the "all" twins win
     assert at.multiselect(key="keep_grad_runs").value == [ids["plain-56"], ids["resnet-56"]]
-    at = page("5_Compare_runs.py", root, monkeypatch).run()
+    at = app_test("pages/5_Compare_runs.py", root, root / "no-data").run()
     assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(
         ids[k] for k in ("plain-20", "plain-56", "resnet-20", "resnet-56"))  # four wanted: the whole preset
 
 
-def test_a_presets_runs_stay_together_whatever_precision_each_net_got(tmp_path, monkeypatch):
+def test_a_presets_runs_stay_together_whatever_precision_each_net_got(tmp_path, app_test):
     """The "All four" preset measured bf16 faster for the plain nets and fp32 for the ResNets on this machine: the
     four are still one preset's runs, all picked on Compare runs (it picked three)."""
     s = RunStore(tmp_path)
@@ -90,10 +83,10 @@ def test_a_presets_runs_stay_together_whatever_precision_each_net_got(tmp_path, 
         s, depth, residual, f"{'resnet' if residual else 'plain'}-{depth} · all", 100.0 + i,
         train=dataclasses.replace(BRIEF, precision="fp32" if residual else "bf16", threads=2 + i))
         for i, (depth, residual) in enumerate([(20, False), (56, False), (20, True), (56, True)])}
-    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    at = app_test("pages/5_Compare_runs.py", tmp_path, tmp_path / "no-data").run()
     no_exception(at)
     assert sorted(at.multiselect(key="keep_compare_runs").value) == sorted(ids.values())
-    at = page("3_Gradient_flow.py", tmp_path, monkeypatch).run()
+    at = app_test("pages/3_Gradient_flow.py", tmp_path, tmp_path / "no-data").run()
     assert at.multiselect(key="keep_grad_runs").value == [ids["plain-56"], ids["resnet-56"]]
 
 
@@ -107,9 +100,9 @@ def test_run_names_do_not_repeat_the_label():
     assert ui.run_name(run("plain-20", "plain-200 test")) == "plain-20 · plain-200 test"
 
 
-def test_gradient_flow_sentence_and_table_use_the_same_numbers_and_real_steps(store, monkeypatch):
+def test_gradient_flow_sentence_and_table_use_the_same_numbers_and_real_steps(store, app_test):
     root, ids = store
-    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    at = app_test("pages/3_Gradient_flow.py", root, root / "no-data").run()
     text = " ".join(m.value for m in at.markdown)
     assert "at initialisation (step 0)" in text and "recorded from step 0" in " ".join(c.value for c in at.caption)
     assert "every 10 training steps" in " ".join(c.value for c in at.caption)
@@ -120,9 +113,9 @@ def test_gradient_flow_sentence_and_table_use_the_same_numbers_and_real_steps(st
     assert "**The ratio**" in text
 
 
-def test_relative_depth_follows_the_selection_until_set(store, monkeypatch):
+def test_relative_depth_follows_the_selection_until_set(store, app_test):
     root, ids = store
-    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    at = app_test("pages/3_Gradient_flow.py", root, root / "no-data").run()
     relative = lambda: at.toggle(key="keep_grad_relative").value  # noqa: E731
     assert relative() is False  # one depth
     at.multiselect(key="keep_grad_runs").set_value([ids["plain-20"], ids["resnet-56"]]).run()
@@ -135,11 +128,11 @@ def test_relative_depth_follows_the_selection_until_set(store, monkeypatch):
     assert relative() is True  # … stays
 
 
-def test_a_spike_is_marked_and_explained_without_a_log_scale(store, monkeypatch):
+def test_a_spike_is_marked_and_explained_without_a_log_scale(store, app_test):
     """plain-56's evaluation at 1.2×10⁵ is marked on the loss chart's top edge and explained below it; the batch
     curves decide the scale, so it stays linear."""
     root, ids = store
-    at = page("5_Compare_runs.py", root, monkeypatch).run()
+    at = app_test("pages/5_Compare_runs.py", root, root / "no-data").run()
     no_exception(at)
     assert at.toggle(key="keep_compare_loss_log").value is False
     [loss] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Training loss" in c.proto.spec]
@@ -149,7 +142,7 @@ def test_a_spike_is_marked_and_explained_without_a_log_scale(store, monkeypatch)
     assert not any("Why the evaluation loss spikes" in m.value for m in at.markdown)
 
 
-def test_loss_log_scale_follows_the_selection_until_set(tmp_path, monkeypatch):
+def test_loss_log_scale_follows_the_selection_until_set(tmp_path, app_test):
     """On for a run whose batch losses span decades (it diverged), off without it — until the user sets it."""
     s = RunStore(tmp_path)
     calm = add_run(s, 20, True, "resnet-20", 100.0)
@@ -158,7 +151,7 @@ def test_loss_log_scale_follows_the_selection_until_set(tmp_path, monkeypatch):
     writer = s.create(RunConfig(model=ModelConfig(depth=20, residual=False), train=BRIEF, name="plain-20"))
     writer.write_metrics(metrics, cifar_layer_names(20))
     writer.set_status("diverged", step=60)
-    at = page("5_Compare_runs.py", tmp_path, monkeypatch).run()
+    at = app_test("pages/5_Compare_runs.py", tmp_path, tmp_path / "no-data").run()
     no_exception(at)
     log = lambda: at.toggle(key="keep_compare_loss_log").value  # noqa: E731
     at.multiselect(key="keep_compare_runs").set_value([writer.id, calm]).run()
@@ -170,9 +163,9 @@ def test_loss_log_scale_follows_the_selection_until_set(tmp_path, monkeypatch):
     assert log() is True  # set by the user: it stays
 
 
-def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
+def test_presentation_mode_enlarges_every_chart_of_the_page(store, app_test):
     root, _ = store
-    at = page("3_Gradient_flow.py", root, monkeypatch).run()
+    at = app_test("pages/3_Gradient_flow.py", root, root / "no-data").run()
     before = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
     at.sidebar.toggle(key="presentation").set_value(True).run()
     no_exception(at)
@@ -186,10 +179,10 @@ def test_presentation_mode_enlarges_every_chart_of_the_page(store, monkeypatch):
     assert at.sidebar.toggle(key="presentation").value is True
 
 
-def test_presentation_mode_from_the_address(store, monkeypatch):
+def test_presentation_mode_from_the_address(store, app_test):
     """…/Compare_runs?presentation=true opens the page in presentation mode (a lecture's links, a reload)."""
     root, _ = store
-    at = page("5_Compare_runs.py", root, monkeypatch)
+    at = app_test("pages/5_Compare_runs.py", root, root / "no-data")
     at.query_params["presentation"] = "true"
     at.run()
     no_exception(at)

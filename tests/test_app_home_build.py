@@ -1,10 +1,8 @@
 """AppTest for the Home page (app.py) and the Build page: they render, react to the depth, and explain bad choices."""
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
 K = "keep_build_"  # the Build page's widget keys (ui.KEEP_PREFIX + "build_")
 STEP0 = "Gradients at step 0, before any training"  # the step-0 gradient view (tests/test_app_init_gradients.py)
@@ -28,8 +26,8 @@ def subheaders(at: AppTest) -> list[str]:
     return [s.value for s in at.subheader]
 
 
-def test_home_renders(tmp_path):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+def test_home_renders(tmp_path, app_test):
+    at = app_test("app.py", timeout=TIMEOUT).run()
     no_exception(at)
     assert "Residual learning" in at.title[0].value
     text = " ".join(m.value for m in at.markdown)
@@ -43,12 +41,8 @@ def test_home_renders(tmp_path):
     assert str(tmp_path / "data") in captions and str(tmp_path / "runs") in captions
 
 
-def build() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / "1_Build.py"), default_timeout=TIMEOUT)
-
-
-def test_build_renders_both_twins():
-    at = build().run()
+def test_build_renders_both_twins(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     no_exception(at)
     assert not at.error
     assert subheaders(at) == ["Plain twin · plain-20", "ResNet · resnet-20", STEP0]
@@ -59,8 +53,8 @@ def test_build_renders_both_twins():
     assert at.session_state["build_config"]["depth"] == 20
 
 
-def test_build_depth_56_shows_two_summaries():
-    at = build().run()
+def test_build_depth_56_shows_two_summaries(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.number_input(key=K + "cifar_depth").set_value(56).run()
     no_exception(at)
     assert subheaders(at) == ["Plain twin · plain-56", "ResNet · resnet-56", STEP0]
@@ -70,8 +64,8 @@ def test_build_depth_56_shows_two_summaries():
     assert "6.97%" in " ".join(i.value for i in at.info)  # paper Table 6
 
 
-def test_build_paper_depth_pill_sets_the_depth():
-    at = build().run()
+def test_build_paper_depth_pill_sets_the_depth(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.button_group(key="build_cifar_pick").set_value(110).run()
     no_exception(at)
     assert at.number_input(key=K + "cifar_depth").value == 110
@@ -79,8 +73,8 @@ def test_build_paper_depth_pill_sets_the_depth():
     assert at.multiselect(key=K + "collapse_cifar_110").value == ["stage1", "stage2", "stage3"]
 
 
-def test_build_bad_depth_shows_an_error_not_an_exception():
-    at = build().run()
+def test_build_bad_depth_shows_an_error_not_an_exception(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.number_input(key=K + "cifar_depth").set_value(21).run()
     no_exception(at)
     assert len(at.error) == 1 and "6n+2" in at.error[0].value and "21" in at.error[0].value
@@ -90,15 +84,15 @@ def test_build_bad_depth_shows_an_error_not_an_exception():
     assert not at.error and len(subheaders(at)) == 3
 
 
-def test_build_bad_width_shows_an_error():
-    at = build().run()
+def test_build_bad_width_shows_an_error(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.number_input(key=K + "width").set_value(0.0).run()
     no_exception(at)
     assert len(at.error) == 1 and "Width" in at.error[0].value
 
 
-def test_build_imagenet_resnet50():
-    at = build().run()
+def test_build_imagenet_resnet50(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.radio(key=K + "family").set_value("imagenet").run()
     no_exception(at)
     assert not at.error
@@ -119,8 +113,8 @@ def test_build_imagenet_resnet50():
     assert subheaders(at)[1] == "ResNet · resnet-50 (CIFAR stem)"
 
 
-def test_build_layer_table_toggle_and_collapse():
-    at = build().run()
+def test_build_layer_table_toggle_and_collapse(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     rows_weight = len(at.dataframe[0].value)
     at.toggle(key=K + "all_layers").set_value(True).run()
     no_exception(at)
@@ -133,8 +127,8 @@ def test_build_layer_table_toggle_and_collapse():
     assert len(charts(at)) == 2
 
 
-def test_build_choices_survive_in_session_state():
-    at = build().run()
+def test_build_choices_survive_in_session_state(app_test):
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     at.number_input(key=K + "cifar_depth").set_value(32).run()
     at.toggle(key=K + "batchnorm").set_value(False).run()
     no_exception(at)
@@ -144,14 +138,14 @@ def test_build_choices_survive_in_session_state():
     assert subheaders(at)[1] == "ResNet · resnet-32 (no BN)"
 
 
-def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, known_speeds):
+def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, known_speeds, app_test):
     """Home's button opens the Train page with that experiment's plan (steps, estimated time): nothing starts
     before the lecturer has seen it. Known speeds: nothing is timed."""
     from cifar_fixtures import write_python_batches
     from resnet_viz.jobs import JobQueue
     monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
     monkeypatch.setenv("RESNET_VIZ_DATA", str(write_python_batches(tmp_path / "cifar", 4, 2)))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at = app_test("app.py", timeout=TIMEOUT).run()
     at.button(key="home_preset_fix").click().run()
     no_exception(at)
     assert at.title[0].value == "Train"  # switched to the Train page
@@ -161,9 +155,9 @@ def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, kno
     assert not job_queue().jobs()
 
 
-def test_build_depth_1202_is_quick_and_says_what_it_leaves_out():
+def test_build_depth_1202_is_quick_and_says_what_it_leaves_out(app_test):
     import time
-    at = build().run()
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     start = time.process_time()
     at.button_group(key="build_cifar_pick").set_value(1202).run()
     no_exception(at)
@@ -177,9 +171,9 @@ def test_build_depth_1202_is_quick_and_says_what_it_leaves_out():
     assert any("194 blocks of stage1" in c.value for c in at.caption)
 
 
-def test_presentation_mode_enlarges_the_charts():
+def test_presentation_mode_enlarges_the_charts(app_test):
     import json
-    at = build().run()
+    at = app_test("pages/1_Build.py", timeout=TIMEOUT).run()
     normal = json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"]
     at.sidebar.toggle(key="presentation").set_value(True).run()
     no_exception(at)
@@ -189,7 +183,8 @@ def test_presentation_mode_enlarges_the_charts():
     assert json.loads(charts(at)[0].proto.spec)["layout"]["font"]["size"] == normal
 
 
-def test_home_with_unusable_folders_explains_instead_of_failing(tmp_path, monkeypatch, unwritable_dir, known_speeds):
+def test_home_with_unusable_folders_explains_instead_of_failing(tmp_path, monkeypatch, unwritable_dir, known_speeds,
+                                                                app_test):
     """A run store that cannot be written (issue 9.5, from the app) and a data folder that cannot be read."""
     import pathlib
     unreadable = tmp_path / "data"
@@ -202,7 +197,7 @@ def test_home_with_unusable_folders_explains_instead_of_failing(tmp_path, monkey
         return original(self)
     monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
     monkeypatch.setenv("RESNET_VIZ_RUNS", str(unwritable_dir / "runs"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at = app_test("app.py", timeout=TIMEOUT).run()
     no_exception(at)
     assert any("cannot be read" in c.value for c in at.caption)
     at.button(key="home_preset_degradation").click().run()

@@ -3,7 +3,6 @@ without BatchNorm, the seeds control), on the Gradient flow page while the run s
 where there is no data or the setting is refused — never a traceback, never a made-up chart."""
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
@@ -12,16 +11,14 @@ from resnet_viz import init_gradients as engine
 from resnet_viz.config import ModelConfig
 from resnet_viz.data import load_cifar10
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
 K = "keep_build_"
 HEADING = "Gradients at step 0, before any training"
 
 
-def page(name: str, tmp_path, monkeypatch, data, depth: int = 8, seeds: int = 2) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
+def page(app_test, name: str, tmp_path, data, depth: int = 8, seeds: int = 2) -> AppTest:
+    """The page on an empty run store, with the step-0 view's depth and seeds chosen."""
+    at = app_test(f"pages/{name}", tmp_path / "runs", data, timeout=TIMEOUT)
     at.session_state["keep_init_grad_seeds"] = seeds
     if name == "1_Build.py":
         at.session_state[K + "cifar_depth"] = depth
@@ -48,8 +45,8 @@ def profile(at: AppTest) -> dict:
     return fig
 
 
-def test_build_page_shows_the_pair_at_step_0(tmp_path, monkeypatch, data_dir):
-    at = page("1_Build.py", tmp_path, monkeypatch, data_dir).run()
+def test_build_page_shows_the_pair_at_step_0(tmp_path, data_dir, app_test):
+    at = page(app_test, "1_Build.py", tmp_path, data_dir).run()
     no_exception(at)
     assert not at.error and not at.warning
     assert HEADING in [s.value for s in at.subheader]
@@ -72,8 +69,8 @@ def test_build_page_shows_the_pair_at_step_0(tmp_path, monkeypatch, data_dir):
     assert len(at.get("plotly_chart")) == 3  # and the two block diagrams, as before
 
 
-def test_build_page_without_batchnorm_and_with_more_seeds(tmp_path, monkeypatch, data_dir):
-    at = page("1_Build.py", tmp_path, monkeypatch, data_dir).run()
+def test_build_page_without_batchnorm_and_with_more_seeds(tmp_path, data_dir, app_test):
+    at = page(app_test, "1_Build.py", tmp_path, data_dir).run()
     at.toggle(key=K + "batchnorm").set_value(False).run()
     no_exception(at)
     fig = profile(at)
@@ -86,8 +83,8 @@ def test_build_page_without_batchnorm_and_with_more_seeds(tmp_path, monkeypatch,
     assert "seeds 0, 1, 2" in " ".join(c.value for c in at.caption)
 
 
-def test_build_page_without_data_says_so_and_draws_nothing(tmp_path, monkeypatch):
-    at = page("1_Build.py", tmp_path, monkeypatch, tmp_path / "no-data").run()
+def test_build_page_without_data_says_so_and_draws_nothing(tmp_path, app_test):
+    at = page(app_test, "1_Build.py", tmp_path, tmp_path / "no-data").run()
     no_exception(at)
     assert not at.error
     [info] = [i.value for i in at.info if "CIFAR-10's training images" in i.value]
@@ -95,10 +92,10 @@ def test_build_page_without_data_says_so_and_draws_nothing(tmp_path, monkeypatch
     assert len(at.get("plotly_chart")) == 2  # the block diagrams only: no gradient chart without real images
 
 
-def test_build_page_refuses_depth_1202_with_the_reason(tmp_path, monkeypatch, data_dir):
+def test_build_page_refuses_depth_1202_with_the_reason(tmp_path, monkeypatch, data_dir, app_test):
     import resnet_viz.summary
     monkeypatch.setattr(resnet_viz.summary, "available_memory", lambda device: 8 * 2**30)  # any machine: a laptop's
-    at = page("1_Build.py", tmp_path, monkeypatch, data_dir, depth=1202).run()
+    at = page(app_test, "1_Build.py", tmp_path, data_dir, depth=1202).run()
     no_exception(at)
     [refusal] = [w.value for w in at.warning]
     assert refusal.startswith("Refused: plain-1202 (width ×0.5) and resnet-1202 (width ×0.5) are too large")
@@ -106,15 +103,15 @@ def test_build_page_refuses_depth_1202_with_the_reason(tmp_path, monkeypatch, da
     assert len(at.get("plotly_chart")) == 2
 
 
-def test_imagenet_family_is_explained(tmp_path, monkeypatch, data_dir):
-    at = page("1_Build.py", tmp_path, monkeypatch, data_dir).run()
+def test_imagenet_family_is_explained(tmp_path, data_dir, app_test):
+    at = page(app_test, "1_Build.py", tmp_path, data_dir).run()
     at.radio(key=K + "family").set_value("imagenet").run()
     no_exception(at)
     assert any("covers the CIFAR nets" in i.value for i in at.info)
 
 
-def test_gradient_flow_page_shows_it_while_the_store_is_empty(tmp_path, monkeypatch, data_dir):
-    at = page("3_Gradient_flow.py", tmp_path, monkeypatch, data_dir, seeds=1).run()
+def test_gradient_flow_page_shows_it_while_the_store_is_empty(tmp_path, data_dir, app_test):
+    at = page(app_test, "3_Gradient_flow.py", tmp_path, data_dir, seeds=1).run()
     no_exception(at)
     assert any("No runs with recorded gradient norms yet" in i.value for i in at.info)
     assert at.select_slider(key="keep_gradflow_depth").value == 8

@@ -1,7 +1,6 @@
 """AppTest for the Train, Gradient flow, Grad-CAM and Compare pages: empty store, runs present, interactions."""
 import io
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,16 +9,8 @@ from streamlit.testing.v1 import AppTest
 from resnet_viz.jobs import job_queue
 from resnet_viz.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/2_Train.py", "pages/3_Gradient_flow.py", "pages/4_Grad-CAM.py", "pages/5_Compare_runs.py"]
 TIMEOUT = 60
-
-
-def app(page: str, runs: Path, data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
-    return at
 
 
 def no_exception(at: AppTest) -> None:
@@ -27,22 +18,22 @@ def no_exception(at: AppTest) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_pages_render_with_an_empty_store(page, tmp_path, data_dir, monkeypatch):
-    at = app(page, tmp_path / "empty-runs", data_dir, monkeypatch).run()
+def test_pages_render_with_an_empty_store(page, tmp_path, data_dir, app_test):
+    at = app_test(page, tmp_path / "empty-runs", data_dir).run()
     no_exception(at)
     assert at.title[0].value
 
 
 @pytest.mark.parametrize("page", PAGES[1:])
-def test_pages_render_with_runs(page, trained_store, data_dir, monkeypatch):
-    at = app(page, trained_store, data_dir, monkeypatch).run()
+def test_pages_render_with_runs(page, trained_store, data_dir, app_test):
+    at = app_test(page, trained_store, data_dir).run()
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
     assert len(at.multiselect[0].value) == 2  # the plain/residual pair is picked by default
 
 
-def test_gradient_flow_interactions(trained_store, data_dir, monkeypatch):
-    at = app("pages/3_Gradient_flow.py", trained_store, data_dir, monkeypatch).run()
+def test_gradient_flow_interactions(trained_store, data_dir, app_test):
+    at = app_test("pages/3_Gradient_flow.py", trained_store, data_dir).run()
     steps = at.multiselect[1]
     steps.set_value([0]).run()
     at.toggle(key="keep_grad_log").set_value(False).run()
@@ -52,8 +43,8 @@ def test_gradient_flow_interactions(trained_store, data_dir, monkeypatch):
     no_exception(at)
 
 
-def test_gradcam_layers_classes_and_uploads(trained_store, data_dir, monkeypatch):
-    at = app("pages/4_Grad-CAM.py", trained_store, data_dir, monkeypatch).run()
+def test_gradcam_layers_classes_and_uploads(trained_store, data_dir, app_test):
+    at = app_test("pages/4_Grad-CAM.py", trained_store, data_dir).run()
     no_exception(at)
     assert len(at.get("image")) >= 3  # input + one overlay per model, per image
     layers = at.selectbox[0].options
@@ -67,17 +58,17 @@ def test_gradcam_layers_classes_and_uploads(trained_store, data_dir, monkeypatch
     no_exception(at)
 
 
-def test_gradcam_with_a_missing_data_folder(trained_store, tmp_path, monkeypatch):
-    at = app("pages/4_Grad-CAM.py", trained_store, tmp_path / "no-such-folder", monkeypatch).run()
+def test_gradcam_with_a_missing_data_folder(trained_store, tmp_path, app_test):
+    at = app_test("pages/4_Grad-CAM.py", trained_store, tmp_path / "no-such-folder").run()
     no_exception(at)
     assert any("does not exist" in e.value or "No CIFAR-10" in e.value for e in at.error)
 
 
-def test_compare_page_delete_needs_confirmation(trained_store, data_dir, monkeypatch, tmp_path):
+def test_compare_page_delete_needs_confirmation(trained_store, data_dir, tmp_path, app_test):
     import shutil
     runs = tmp_path / "runs"
     shutil.copytree(trained_store, runs)
-    at = app("pages/5_Compare_runs.py", runs, data_dir, monkeypatch).run()
+    at = app_test("pages/5_Compare_runs.py", runs, data_dir).run()
     no_exception(at)
     doomed = RunStore(runs).list()[0].id
     at.multiselect(key="delete_pick").set_value([doomed]).run()
@@ -88,19 +79,19 @@ def test_compare_page_delete_needs_confirmation(trained_store, data_dir, monkeyp
     assert [r.id for r in RunStore(runs).list()] != [] and doomed not in [r.id for r in RunStore(runs).list()]
 
 
-def test_corrupt_run_directory_is_reported_not_raised(trained_store, data_dir, monkeypatch, tmp_path):
+def test_corrupt_run_directory_is_reported_not_raised(trained_store, data_dir, tmp_path, app_test):
     import shutil
     runs = tmp_path / "runs"
     shutil.copytree(trained_store, runs)
     (runs / "20990101-000000-broken-000000").mkdir()
     (runs / "20990101-000000-broken-000000" / "config.json").write_text("{oops")
     for page in PAGES[1:]:
-        at = app(page, runs, data_dir, monkeypatch).run()
+        at = app_test(page, runs, data_dir).run()
         no_exception(at)
         assert any("could not be read" in w.value for w in at.sidebar.warning)
 
 
-def test_damaged_runs_hide_only_themselves_on_every_page(trained_store, data_dir, monkeypatch, tmp_path):
+def test_damaged_runs_hide_only_themselves_on_every_page(trained_store, data_dir, tmp_path, app_test):
     """Issue 9.2 and 9.3: valid JSON of the wrong shape, and a truncated metrics file, beside good runs."""
     import json
     import shutil
@@ -123,7 +114,7 @@ def test_damaged_runs_hide_only_themselves_on_every_page(trained_store, data_dir
     shutil.copytree(runs / good[1], torn)
     (torn / "metrics.safetensors").write_bytes((torn / "metrics.safetensors").read_bytes()[:200])
     for page in PAGES[1:] + ["pages/6_Analyses.py"]:
-        at = app(page, runs, data_dir, monkeypatch).run()
+        at = app_test(page, runs, data_dir).run()
         no_exception(at)
         warnings = " ".join(w.value for w in at.sidebar.warning)
         assert "6 folder(s)" in warnings, (page, warnings)
@@ -132,9 +123,9 @@ def test_damaged_runs_hide_only_themselves_on_every_page(trained_store, data_dir
         assert len(at.multiselect[0].value) == 2, page  # the good pair is still there, and picked
 
 
-def test_train_page_absurd_depth_is_refused_not_built(tmp_path, data_dir, monkeypatch):
+def test_train_page_absurd_depth_is_refused_not_built(tmp_path, data_dir, app_test):
     """Issue 9.1: a valid 6n+2 that took the whole server down."""
-    at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
+    at = app_test("pages/2_Train.py", tmp_path / "runs", data_dir).run()
     at.text_input(key="keep_train_depths").set_value("1000000004")
     at.button(key="queue_custom").click().run()
     no_exception(at)
@@ -142,9 +133,9 @@ def test_train_page_absurd_depth_is_refused_not_built(tmp_path, data_dir, monkey
     assert job_queue().jobs(owner=None) == [] or all(j.config.model.depth != 1_000_000_004 for j in job_queue().jobs())
 
 
-def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
+def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, app_test):
     runs = tmp_path / "runs"
-    at = app("pages/2_Train.py", runs, data_dir, monkeypatch).run()
+    at = app_test("pages/2_Train.py", runs, data_dir).run()
     no_exception(at)
     at.text_input(key="keep_train_depths").set_value("8")
     at.multiselect(key="keep_train_archs").set_value(["plain"])
@@ -165,8 +156,8 @@ def test_train_page_trains_a_tiny_custom_run(tmp_path, data_dir, monkeypatch):
     assert not at.get("plotly_chart")
 
 
-def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):
-    at = app("pages/2_Train.py", tmp_path / "runs", data_dir, monkeypatch).run()
+def test_train_page_bad_depth_is_explained(tmp_path, data_dir, app_test):
+    at = app_test("pages/2_Train.py", tmp_path / "runs", data_dir).run()
     at.text_input(key="keep_train_depths").set_value("21")
     at.button(key="queue_custom").click().run()
     no_exception(at)
@@ -176,9 +167,9 @@ def test_train_page_bad_depth_is_explained(tmp_path, data_dir, monkeypatch):
     assert any("whole numbers" in e.value for e in at.error)
 
 
-def test_train_page_missing_data_says_how_to_fix(tmp_path, monkeypatch):
+def test_train_page_missing_data_says_how_to_fix(tmp_path, app_test):
     runs = tmp_path / "runs"
-    at = app("pages/2_Train.py", runs, tmp_path / "nothing-here", monkeypatch).run()
+    at = app_test("pages/2_Train.py", runs, tmp_path / "nothing-here").run()
     at.text_input(key="keep_train_depths").set_value("8")
     at.multiselect(key="keep_train_archs").set_value(["plain"])
     at.button(key="queue_custom").click().run()
@@ -189,12 +180,12 @@ def test_train_page_missing_data_says_how_to_fix(tmp_path, monkeypatch):
     assert any("data folder" in i.value for i in at.info)
 
 
-def test_uploads_of_images_and_non_images(trained_store, data_dir, monkeypatch):
+def test_uploads_of_images_and_non_images(trained_store, data_dir, app_test):
     from resnet_viz.gradcam import load_image
     buf = io.BytesIO()
     Image.new("RGBA", (300, 200), (200, 30, 30, 128)).save(buf, "PNG")
     assert load_image(buf.getvalue()).shape == (3, 32, 32)
     # AppTest cannot drive st.file_uploader; the browser test uploads through the real widget.
-    at = app("pages/4_Grad-CAM.py", trained_store, data_dir, monkeypatch).run()
+    at = app_test("pages/4_Grad-CAM.py", trained_store, data_dir).run()
     at.radio[0].set_value("Upload an image").run()
     no_exception(at)

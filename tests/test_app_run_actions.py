@@ -1,6 +1,5 @@
 """AppTest for the Compare runs page's run actions: import a lecture pack, pack runs, train a run further."""
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -10,8 +9,7 @@ from resnet_viz.jobs import job_queue
 from resnet_viz.packs import pack_bytes
 from resnet_viz.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages/5_Compare_runs.py")
+PAGE = "pages/5_Compare_runs.py"
 TIMEOUT = 60
 
 
@@ -19,12 +17,6 @@ TIMEOUT = 60
 def pack(tmp_path_factory, data_dir) -> bytes:
     store = RunStore(train_tiny_pair(tmp_path_factory.mktemp("gpu-box"), data_dir, epochs=1))
     return pack_bytes(store, [r.id for r in store.list()])
-
-
-def page(runs: Path, data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
 
 
 def no_exception(at: AppTest) -> None:
@@ -39,9 +31,9 @@ def import_file(at: AppTest, name: str, content: bytes, keep_both: bool = False)
     return at
 
 
-def test_import_box_fills_an_empty_store_and_never_overwrites(pack, data_dir, tmp_path, monkeypatch):
+def test_import_box_fills_an_empty_store_and_never_overwrites(pack, data_dir, tmp_path, app_test):
     runs = tmp_path / "laptop-runs"
-    at = page(runs, data_dir, monkeypatch).run()
+    at = app_test(PAGE, runs, data_dir).run()
     no_exception(at)
     assert any("store is empty" in i.value for i in at.info)
     assert at.button(key="import_button").disabled  # nothing uploaded yet
@@ -72,23 +64,23 @@ def test_short_ids_tell_copies_apart():
     assert ui.short_id("my-own-run") == "my-own-run"  # an id of another shape is kept whole
 
 
-def test_import_box_explains_a_bad_file(data_dir, tmp_path, monkeypatch):
-    at = page(tmp_path / "runs", data_dir, monkeypatch).run()
+def test_import_box_explains_a_bad_file(data_dir, tmp_path, app_test):
+    at = app_test(PAGE, tmp_path / "runs", data_dir).run()
     import_file(at, "holiday-photos.zip", b"definitely not a zip")
     assert [e.value for e in at.error] == ["holiday-photos.zip is not a lecture pack: it is not a zip file, or a "
                                            "damaged one."]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_import_box_refuses_a_pack_that_inflates_and_says_when_the_disk_is_full(pack, data_dir, tmp_path,
-                                                                                 monkeypatch):
+def test_import_box_refuses_a_pack_that_inflates_and_says_when_the_disk_is_full(pack, data_dir, tmp_path, monkeypatch,
+                                                                                app_test):
     import io
     import zipfile
 
     from disk_faults import CountingFile
     from resnet_viz import packs
     runs = tmp_path / "runs"
-    at = page(runs, data_dir, monkeypatch).run()
+    at = app_test(PAGE, runs, data_dir).run()
     buf = io.BytesIO()  # the pack, its first checkpoint followed by 32 MB of zeros (a ~100 kB upload)
     with zipfile.ZipFile(io.BytesIO(pack)) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) \
             as dst:
@@ -111,9 +103,9 @@ def test_import_box_refuses_a_pack_that_inflates_and_says_when_the_disk_is_full(
     assert not any(runs.iterdir())
 
 
-def test_pack_download_and_train_further(pack, data_dir, tmp_path, monkeypatch):
+def test_pack_download_and_train_further(pack, data_dir, tmp_path, app_test):
     runs = tmp_path / "runs"
-    at = page(runs, data_dir, monkeypatch).run()
+    at = app_test(PAGE, runs, data_dir).run()
     import_file(at, "lecture.zip", pack)
     download = at.get("download_button")
     assert any("as a lecture pack" in d.proto.label and not d.proto.disabled for d in download)

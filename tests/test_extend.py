@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from cifar_fixtures import make_images
-from resnet_viz.checkpoint import read_checkpoint
+from resnet_viz.checkpoint import TRAINING_STATE_PREFIX, read_checkpoint
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.data import Cifar10Tensors
 from resnet_viz.errors import ConfigError, RunStoreError
 from resnet_viz.extend import LOCK_FILE, extend_run, prepare_extension
-from resnet_viz.store import TRAINING_STATE_PREFIX, RunStore
+from resnet_viz.store import RunStore
 from resnet_viz.trainer import Trainer
 
 BATCH = 16

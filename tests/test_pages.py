@@ -41,11 +41,9 @@ def test_the_table_imports_without_streamlit_or_torch():
     assert done.returncode == 0, done.stderr
 
 
-def app(runs: Path, data: Path, monkeypatch) -> AppTest:
+@pytest.fixture(autouse=True)
+def empty_job_list(monkeypatch):
     monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())  # the server's job list, empty: not other tests' jobs
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
 
 
 def ok(at: AppTest) -> AppTest:
@@ -62,20 +60,20 @@ def open_page(at: AppTest, page) -> AppTest:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.url_path)
-def test_every_page_opens_through_the_app_with_an_empty_store(page, tmp_path, data_dir, monkeypatch):
-    at = open_page(app(tmp_path / "no-runs", data_dir, monkeypatch), page)
+def test_every_page_opens_through_the_app_with_an_empty_store(page, tmp_path, data_dir, app_test):
+    at = open_page(app_test("app.py", tmp_path / "no-runs", data_dir, timeout=TIMEOUT), page)
     assert at.title and (page is HOME or at.title[0].value.startswith(page.title.split()[0]))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.url_path)
-def test_every_page_opens_through_the_app_with_trained_runs(page, trained_store, data_dir, monkeypatch):
-    at = app(trained_store, data_dir, monkeypatch)
+def test_every_page_opens_through_the_app_with_trained_runs(page, trained_store, data_dir, app_test):
+    at = app_test("app.py", trained_store, data_dir, timeout=TIMEOUT)
     at.session_state["keep_an_images"] = 16  # the Analyses page: a quick measurement is enough here
     at = open_page(at, page)
     assert at.title and (page is HOME or at.title[0].value.startswith(page.title.split()[0]))
 
 
-def test_home_links_every_other_page_from_the_table(tmp_path, data_dir, monkeypatch):
-    at = ok(app(tmp_path / "no-runs", data_dir, monkeypatch).run())
+def test_home_links_every_other_page_from_the_table(tmp_path, data_dir, app_test):
+    at = ok(app_test("app.py", tmp_path / "no-runs", data_dir, timeout=TIMEOUT).run())
     links = [(link.proto.page, link.value, link.proto.icon) for link in at.page_link]
     assert links == [(page.url_path, link_label(page), page.icon) for page in PAGES if page is not HOME]

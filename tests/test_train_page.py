@@ -2,29 +2,20 @@
 job list that belongs to the server (any tab, any reload) with queue position, ETA and Stop."""
 import re
 import threading
-from pathlib import Path
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from resnet_viz import budget
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.jobs import JobQueue, job_queue
 
-ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 60
+PAGE = "pages/2_Train.py"
 
 
-def app(runs: Path, data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("RESNET_VIZ_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_VIZ_DATA", str(data))
-    return AppTest.from_file(str(ROOT / "pages/2_Train.py"), default_timeout=TIMEOUT)
-
-
-def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
-    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at = app_test(PAGE, tmp_path / "runs", data_dir)
     at.session_state["keep_preset"] = "degradation"
     at.session_state["keep_preset_minutes"] = 2.0
     at.run()
@@ -47,7 +38,7 @@ def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_d
     assert int(at.dataframe[0].value["steps"][0]) >= FIG6_MIN_STEPS and not at.warning
 
 
-def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch):
+def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch, app_test):
     """A run queued from one tab shows in a fresh session (a reload, another tab) with its place in the queue, an
     estimate and a Stop button that works there."""
     queue = JobQueue()
@@ -57,7 +48,7 @@ def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch):
     tiny = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=False),
                      train=TrainConfig(epochs=1, batch_size=16, eval_images=20, device="cpu"), data_dir=str(data_dir))
     first, second = queue.submit([tiny, tiny], owner="a-tab-that-was-closed", runs_dir=str(tmp_path / "runs"))
-    at = app(tmp_path / "runs", data_dir, monkeypatch).run()
+    at = app_test(PAGE, tmp_path / "runs", data_dir).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Runs on this server (2 active" in s.value for s in at.subheader)
     texts = " ".join(c.value for c in at.caption)
@@ -76,13 +67,13 @@ def idle_queue(monkeypatch) -> JobQueue:
     return queue
 
 
-def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     """The machine gets busy between the plan and the click: Start still queues exactly what the table showed (steps,
     precision, threads) — it never re-plans."""
     from conftest import machine_load
     queue = idle_queue(monkeypatch)
     machine_load(monkeypatch, 0.0)
-    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at = app_test(PAGE, tmp_path / "runs", data_dir)
     at.session_state["keep_preset"] = "degradation"
     at.session_state["keep_preset_minutes"] = 3.0
     at.run()
@@ -100,10 +91,10 @@ def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, 
     assert {j.config.train.threads for j in jobs} == {threads}
 
 
-def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     """The Seed field makes the plan again for that seed, the plan says it, and Start queues it for every net."""
     queue = idle_queue(monkeypatch)
-    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at = app_test(PAGE, tmp_path / "runs", data_dir)
     at.session_state["keep_preset"] = "degradation"
     at.run()
     assert not any("seed" in m.value for m in at.markdown if "Estimated total" in m.value)  # seed 0 goes unsaid
@@ -114,7 +105,7 @@ def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, mo
     assert [j.config.train.seed for j in queue.jobs()] == [2, 2]
 
 
-def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     """After Degradation, The fix trains the same steps (and says so), whatever the minutes say; switched off, it
     plans from the minutes again."""
     from resnet_viz.presets import plan_preset, preset_by_key
@@ -122,7 +113,7 @@ def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, 
     degradation = plan_preset(preset_by_key("degradation"), 1.0, torch.device("cpu"), str(data_dir))
     queue.submit([r.config for r in degradation.runs], owner="someone", runs_dir=str(tmp_path / "runs"),
                  plans=degradation.runs)
-    at = app(tmp_path / "runs", data_dir, monkeypatch)
+    at = app_test(PAGE, tmp_path / "runs", data_dir)
     at.session_state["keep_preset"] = "fix"
     at.session_state["keep_preset_minutes"] = 5.0
     at.run()
@@ -133,9 +124,9 @@ def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, 
     assert int(at.dataframe[0].value["steps"][0]) > degradation.steps  # 5 minutes, not 1
 
 
-def test_a_custom_run_over_ten_minutes_asks_first(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_a_custom_run_over_ten_minutes_asks_first(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     queue = idle_queue(monkeypatch)
-    at = app(tmp_path / "runs", data_dir, monkeypatch).run()
+    at = app_test(PAGE, tmp_path / "runs", data_dir).run()
     at.text_input(key="keep_train_depths").set_value("20, 56, 2000")
     at.multiselect(key="keep_train_archs").set_value(["plain"])
     at.number_input(key="keep_train_epochs").set_value(500.0)  # the tiny data's 120 images: one step an epoch
@@ -150,9 +141,9 @@ def test_a_custom_run_over_ten_minutes_asks_first(known_speeds, tmp_path, data_d
     assert all(j.planned_seconds for j in queue.jobs())  # the queue's ETA knows them: no "estimating…"
 
 
-def test_a_short_custom_run_queues_at_once_with_its_estimate(known_speeds, tmp_path, data_dir, monkeypatch):
+def test_a_short_custom_run_queues_at_once_with_its_estimate(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     queue = idle_queue(monkeypatch)
-    at = app(tmp_path / "runs", data_dir, monkeypatch).run()
+    at = app_test(PAGE, tmp_path / "runs", data_dir).run()
     at.text_input(key="keep_train_depths").set_value("20")
     at.multiselect(key="keep_train_archs").set_value(["plain"])
     at.number_input(key="keep_train_subset").set_value(1000)

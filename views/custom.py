@@ -8,10 +8,10 @@ import streamlit as st
 import ui
 from resnet_viz.budget import PROCESS_START_S, estimate_run
 from resnet_viz.config import CIFAR10_TRAIN_IMAGES
+from resnet_viz.devices import resolve_device
 from resnet_viz.errors import ResnetVizError
 from resnet_viz.jobs import app_reserved_cores
 from resnet_viz.threads import threads_a_run_would_get
-from resnet_viz.trainer import resolve_device
 from views.presets import fmt_duration
 
 CONFIRM_AFTER_SECONDS = 600.0

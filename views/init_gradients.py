@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 import streamlit as st
-import torch
 
 import ui
 from resnet_viz import figures
 from resnet_viz import init_gradients as engine
 from resnet_viz.config import ModelConfig
 from resnet_viz.data import load_cifar10
+from resnet_viz.devices import analysis_device
 from resnet_viz.errors import ConfigError, ResnetVizError
 
 SEEDS_KEY = ui.KEEP_PREFIX + "init_grad_seeds"  # shared by both pages: a choice made on one holds on the other
@@ -28,10 +28,6 @@ def training_data(data_dir: str):
     """CIFAR-10 from the app's data folder, never downloaded here; raises DataError with the fix. A resource, not
     data: the 150 MB of training images are shared, never copied per rerun."""
     return load_cifar10(data_dir, download=False, progress=False)
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _draw(result, key: str | None) -> None:
@@ -62,7 +58,7 @@ def init_gradients_view(model: ModelConfig, key: str, with_heading: bool = True)
                         help="How many initialisations (seeds 0, 1, …) to draw. Seed 0 is a run's default. Each "
                              "seed costs one forward and backward pass per net; seen settings answer at once.")
     seeds = tuple(range(n_seeds))
-    dev = device()
+    dev = analysis_device()
     try:
         engine.check_feasible(model, device=dev)
     except ConfigError as e:

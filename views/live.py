@@ -8,7 +8,7 @@ Watching must be cheap — a tab that redraws charts takes CPU from the run it w
 own browser that CPU is the training's: the cards refresh every CARD_SECONDS (text only), the charts every
 CHART_SECONDS, and only the running job has charts. Almost all of a watching tab's cost is the browser redrawing plotly
 charts (benchmarks/README.md, "The cost of watching"): with charts every 2 s one tab cost plain-56 17% of its steps
-on 2 cores, with charts every 5 s and cards every 2 s 5%.
+on the 2-core AMD EPYC (Zen 4) VM, with charts every 5 s and cards every 2 s 5% (2026-12-07).
 """
 from __future__ import annotations
 

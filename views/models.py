@@ -17,17 +17,11 @@ from torch import nn
 import ui
 from resnet_viz import analyses as A
 from resnet_viz.data import load_cifar10, stratified_subset
+from resnet_viz.devices import analysis_device
 from resnet_viz.models import build_model
 from resnet_viz.lru import LRUCache
 from resnet_viz.store import Run, RunStore
 from resnet_viz.threads import threads_for_analysis
-
-CHECKPOINT = "checkpoint.safetensors"
-
-
-def analysis_device() -> str:
-    """Where the analyses run: the CUDA GPU if there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------- models ----
@@ -57,7 +51,7 @@ def fresh_model(config_key: str, images_key: tuple | None, device: str, _config,
 def trained_model(run: Run, device: str = "cpu") -> Loaded:
     """The run's trained weights from the current run store. Raises OSError if the checkpoint is gone, or the
     store's ResnetVizError if it cannot be read."""
-    stamp = (run.path / CHECKPOINT).stat().st_mtime
+    stamp = run.checkpoint_path.stat().st_mtime
     return Loaded(load_trained(ui.runs_dir(), run.id, stamp, device), ("trained", ui.runs_dir(), run.id, stamp, device))
 
 

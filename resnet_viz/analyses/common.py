@@ -1,8 +1,9 @@
 """What every analysis shares: input checks, the `prepared` model context, batching, evaluation and the image budget.
 
-Cost. A depth-56 CIFAR net costs 0.126 GMACs per image (depth 20: 0.041). On 2 CPU cores one forward pass over
-256 images takes ~1 s with the cores to itself — and 3–10× longer while another process (a training run) keeps
-both cores busy, when `torch.set_num_threads(1)` is the faster setting (`resnet_viz.threads`). `response_std`,
+Cost. A depth-56 CIFAR net costs 0.126 GMACs per image (depth 20: 0.041). On the 2-core AMD EPYC (Zen 4) VM
+(2026-11-26) one forward pass over 256 images took ~1 s with the cores to itself — and 3–10× longer while another
+process (a training run) kept both cores busy, when `torch.set_num_threads(1)` was the faster setting
+(`resnet_viz.threads`). `response_std`,
 `branch_ratios` and `dead_relus` make one pass over all images (`batch_size` bounds memory only);
 `gradient_shattering` one forward + backward pass over `points` inputs. The lesion studies and the loss landscapes
 need many passes, so they evaluate a class-balanced subset (`budget_subset`: `data.stratified_subset(labels, n,
@@ -20,15 +21,16 @@ import copy
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import normalize, stratified_subset
 from ..errors import ConfigError
+from ..evaluation import loss_and_error_sums
 from ..models import ResNet, _Block
 from ..summary import model_summary
 
-CPU_BUDGET_GMACS = 200.0  # ≈ 5–12 s per multi-pass analysis on 2 CPU cores (one thread on a busy machine)
+# ≈ 5–12 s per multi-pass analysis on the 2-core AMD EPYC (Zen 4) VM, one thread on a busy machine (2026-11-26)
+CPU_BUDGET_GMACS = 200.0
 ACCELERATOR_BUDGET_GMACS = 20_000.0  # a GPU evaluates every image a caller is likely to pass
 MIN_IMAGES = 16
 
@@ -137,16 +139,10 @@ def forward_all(model: nn.Module, images: torch.Tensor, batch_size: int) -> None
 # ------------------------------------------------------------------------------------------ evaluation ----
 def loss_and_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
                       ) -> tuple[float, float]:
-    """`evaluate` of the model as it is: no input checks, no mode changes (the caller has `prepared` it)."""
-    device = model_device(model)
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for s in batches(len(images), batch_size):
-            logits = model(model_inputs(images[s], device)).float()
-            y = labels[s].to(device)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-    return loss / len(images), correct / len(images)
+    """`evaluate` of the model as it is: no input checks, no mode changes (the caller has `prepared` it). The sums
+    are the trainer's (`evaluation.loss_and_error_sums`); the accuracy is counted, so it equals correct / n exactly."""
+    loss_sum, wrong = loss_and_error_sums(model, images, labels, batch_size).tolist()
+    return loss_sum / len(images), (len(images) - int(wrong)) / len(images)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250

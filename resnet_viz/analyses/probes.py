@@ -1,7 +1,8 @@
 """‖F(x)‖ / ‖shortcut(x)‖ per residual block, measured by forward hooks and left on the device.
 
 The hook plumbing that `branch.branch_ratios` reports from, and `branch_ratio_probe`: the cheap version a trainer
-calls every few steps (the trainer imports this module only).
+calls every few steps. The trainer imports these two names from here, which still loads the whole `analyses`
+package (its __init__ gathers every analysis).
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from ..readable import human_count
 from .style import base_layout
 
 
@@ -40,13 +41,6 @@ def summary_table(summary: Mapping[str, Any], weight_layers_only: bool = True,
     return rows
 
 
-def _human(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{int(n)}"
-
-
 def summary_totals(summary: Mapping[str, Any]) -> dict:
     """The headline numbers of a model summary, raw and readable."""
     cfg = summary.get("config")
@@ -57,9 +51,9 @@ def summary_totals(summary: Mapping[str, Any]) -> dict:
         "flops": int(summary["total_flops"]),
         "weight_layers": int(summary["weight_layers"]),
         "input_size": int(summary.get("input_size", 0)),
-        "params_h": _human(summary["total_params"]),
-        "macs_h": _human(summary["total_macs"]),
-        "flops_h": _human(summary["total_flops"]),
+        "params_h": human_count(summary["total_params"]),
+        "macs_h": human_count(summary["total_macs"]),
+        "flops_h": human_count(summary["total_flops"]),
         "classes": int(next((r["output_shape"][0] for r in summary["layers"] if r["kind"] == "fc"), 0)),
     }
 
