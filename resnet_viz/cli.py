@@ -15,6 +15,7 @@ from . import cli_gradients
 from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
                      ModelConfig, RunConfig, TrainConfig)
 from .errors import ResnetVizError
+from .executors import ExecutorKind
 from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 
 
@@ -75,7 +76,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where to train")
-    g.add_argument("--executor", choices=("local", "ray"), default="local",
+    g.add_argument("--executor", choices=[k.value for k in ExecutorKind], default=ExecutorKind.LOCAL.value,
                    help="local: in this process, one run after another (default); ray: each run a Ray task on a "
                         "cluster, side by side (pip install -r requirements-ray.txt; --runs and --data must be "
                         "folders every node sees)")
@@ -183,7 +184,7 @@ def _train_config(args) -> TrainConfig:
 
 def _run_training(args, configs: list[RunConfig]) -> int:
     from .data import load_cifar10
-    from .executors import make_executor
+    from .executor_registry import make_executor
     from .store import RunStore
     from .summary import check_fits
     from .trainer import resolve_device
@@ -192,13 +193,13 @@ def _run_training(args, configs: list[RunConfig]) -> int:
     # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
     for c in configs:
         c.validate()
-        if executor.name == "local":
+        if executor.kind is ExecutorKind.LOCAL:
             check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
     store.check_writable()
     data = load_cifar10(args.data, download=not args.no_download)  # on a cluster: checks (or fetches) it once here
     print(f"data: {data.source}", file=sys.stderr)
-    if executor.name == "ray":
+    if executor.kind is ExecutorKind.RAY:
         print(f"executor: {executor.where}, each run a task with {executor.resources}", file=sys.stderr)
     stop = threading.Event()
 
@@ -206,7 +207,7 @@ def _run_training(args, configs: list[RunConfig]) -> int:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort) …" if executor.name == "local" else
+        print("\nstopping after this step (Ctrl-C again to abort) …" if executor.kind is ExecutorKind.LOCAL else
               "\ncancelling the runs not started, stopping the others after their current step (Ctrl-C again to "
               "abort) …", file=sys.stderr)
 
