@@ -22,7 +22,7 @@ from resnet_viz.data import load_cifar10
 from resnet_viz.learning import fig6_shape
 from resnet_viz.presets import Preset, preset_runs
 from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
+from resnet_viz.training import train
 
 NETS = {"plain-20": ModelConfig(depth=20, residual=False), "plain-56": ModelConfig(depth=56, residual=False),
         "resnet-20": ModelConfig(depth=20), "resnet-56": ModelConfig(depth=56)}
@@ -49,7 +49,7 @@ def main() -> None:
                 for name, config in zip(args.nets, preset_runs(preset, steps, data_dir)):
                     config = RunConfig.from_dict(config.to_dict())
                     config.train.seed, config.train.threads = seed, args.threads
-                    result = Trainer(config, data=data, store=RunStore(runs)).run()
+                    result = train(config, data=data, store=RunStore(runs))
                     errors[name] = 100 * float(result.metrics["train_error"][-1])
                 verdict = fig6_shape(errors)
                 print(f"| {steps} | {seed} | " + " | ".join(f"{errors[n]:.1f}" for n in args.nets)

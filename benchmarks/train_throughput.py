@@ -69,7 +69,8 @@ def bench_ours(cfg: ModelConfig, data, device: str, batch: int, warmup: int, ste
         if p.step >= warmup and (not marks or marks[-1][0] != p.step):
             marks.append((p.step, time.perf_counter()))
 
-    Trainer(run, data=data, save=False, on_progress=on_progress).run()
+    from resnet_viz.training import train  # the Trainer with "auto" precision resolved, as the app runs it
+    train(run, data=data, save=False, on_progress=on_progress)
     end = next(m for m in marks if m[0] == total)
     start = marks[0]
     return (end[0] - start[0]) * batch / (end[1] - start[1])

@@ -4,7 +4,7 @@ import streamlit as st
 import ui
 from resnet_viz.config import DEVICES, SCHEDULES, ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import job_queue
+from resnet_viz.jobs import ExecutorKind, job_queue
 from resnet_viz.presets import BRIEF_LR, BRIEF_RUN_STEPS, brief_run_rule
 from views.custom import CONFIRM_AFTER_SECONDS, ask_to_confirm, confirmed_runs, estimate_custom
 from views.live import live_charts, live_jobs
@@ -13,7 +13,7 @@ from views.presets import preset_planner
 ui.page_setup("Train", "🏋️")
 st.title("Train")
 queue = job_queue()
-where = ("on the Ray cluster, side by side" if queue.executor == "ray" else
+where = ("on the Ray cluster, side by side" if queue.executor is ExecutorKind.RAY else
          "in the background on this machine's one device")
 st.caption(f"Queue one or more models. Training runs {where} — switch pages, reload, open another tab: it keeps "
            f"going, and every tab sees and can stop every run. Finished (and stopped) runs are saved to the run store.")

@@ -15,7 +15,6 @@ import platform
 import threading
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig, RunConfig, TrainConfig, epochs_for_steps
 from .errors import ConfigError
+from .precision import autocast_for
 from .schedule import StepPlan, eval_interval
 from .threads import BUSY_THRESHOLD, CpuLoad
 
@@ -232,13 +232,6 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def autocast_for(device: torch.device, precision: str = "fp32"):
-    """The training forward pass's autocast: bf16 on tensor cores (CUDA) or oneDNN's bf16 units (CPU), or none."""
-    if precision == "bf16" and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def resolve_precision(precision: str, model_cfg: ModelConfig, batch_size: int, device: torch.device) -> str:

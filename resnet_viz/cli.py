@@ -15,6 +15,7 @@ from .cli_training import number, percent, run_training
 from .config import (CIFAR10_HEAD, DEVICES, FAMILIES, IMAGENET_HEAD, PRECISIONS, SCHEDULES, SHORTCUTS, STEMS,
                      ModelConfig, RunConfig, TrainConfig)
 from .errors import ResnetVizError
+from .executors import ExecutorKind
 from .presets import BRIEF_LR, BRIEF_RUN_STEPS, DEFAULT_MINUTES, PRESETS, brief_run_rule
 
 
@@ -75,7 +76,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where to train")
-    g.add_argument("--executor", choices=("local", "ray"), default="local",
+    g.add_argument("--executor", choices=[k.value for k in ExecutorKind], default=ExecutorKind.LOCAL.value,
                    help="local: in this process, one run after another (default); ray: each run a Ray task on a "
                         "cluster, side by side (pip install -r requirements-ray.txt; --runs and --data must be "
                         "folders every node sees)")

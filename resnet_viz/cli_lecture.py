@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .cli_training import number, percent, run_training, show_progress, stop_on_ctrl_c
+from .executors import ExecutorKind
 from .presets import PRESETS
 
 
@@ -106,7 +107,7 @@ def cmd_preset(args) -> int:
     print(f"  estimated total: {plan.total_seconds:.0f} s", file=sys.stderr)
     if args.plan_only:
         return 0
-    for name, default in (("executor", "local"), ("ray_address", None), ("ray_cpus", None)):
+    for name, default in (("executor", ExecutorKind.LOCAL.value), ("ray_address", None), ("ray_cpus", None)):
         if not hasattr(args, name):  # what run_training reads from a train command's arguments
             setattr(args, name, default)
     started = time.perf_counter()

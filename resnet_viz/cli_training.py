@@ -42,7 +42,8 @@ def run_training(args, configs: list[RunConfig]) -> int:
     is refused before the data loads; then one progress line per run, and 0 if every run finished or stopped."""
     from .data import load_cifar10
     from .devices import resolve_device
-    from .executors import make_executor
+    from .executor_registry import make_executor
+    from .executors import ExecutorKind
     from .store import RunStore
     from .summary import check_fits
     executor = make_executor(args.executor, args.ray_address, args.ray_cpus)
@@ -50,16 +51,16 @@ def run_training(args, configs: list[RunConfig]) -> int:
     # configs, the device, the memory a step needs, and that runs can be saved where --runs points.
     for c in configs:
         c.validate()
-        if executor.name == "local":
+        if executor.kind is ExecutorKind.LOCAL:
             check_fits(c.model, c.train.batch_size, resolve_device(c.train.device))
     store = RunStore(args.runs)
     store.check_writable()
     data = load_cifar10(args.data, download=not args.no_download)  # on a cluster: checks (or fetches) it once here
     print(f"data: {data.source}", file=sys.stderr)
-    if executor.name == "ray":
+    if executor.kind is ExecutorKind.RAY:
         print(f"executor: {executor.where}, each run a task with {executor.resources}", file=sys.stderr)
     lines = ProgressLines(store)
-    with stop_on_ctrl_c(STOP_AFTER_STEP if executor.name == "local" else
+    with stop_on_ctrl_c(STOP_AFTER_STEP if executor.kind is ExecutorKind.LOCAL else
                         "cancelling the runs not started, stopping the others after their current step") as stop:
         try:
             states = executor.run(configs, store.root, data, lines.update, stop)

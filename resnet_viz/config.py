@@ -209,6 +209,11 @@ class RunConfig:
     data_dir: str | None = None  # None = $RESNET_VIZ_DATA or the default download folder
     name: str | None = None
 
+    @property
+    def label(self) -> str:
+        """How the run is named wherever it is listed: its name, or its net's."""
+        return self.name or self.model.name
+
     def validate(self) -> "RunConfig":
         self.model.validate()
         self.train.validate()

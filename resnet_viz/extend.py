@@ -2,7 +2,8 @@
 
 The run keeps its id; its curves and gradient norms are appended to, steps numbered on, and its config then records
 the new total (epochs; no max_steps). Training continues from the checkpoint's weights, BatchNorm statistics, SGD
-momentum and data order (`resnet_viz.checkpoint`), so 1 epoch and then 1 more equals 2 epochs straight.
+momentum and data order (`resnet_viz.checkpoint`), so 1 epoch and then 1 more equals 2 epochs straight: this module
+reads them into the StartState the training loop begins from; the loop itself knows nothing of extending.
 
 Choices a user should know:
 - Evaluations keep the run's own cadence (an automatic one would squeeze a dozen into the new steps).
@@ -37,12 +38,14 @@ import torch
 from .checkpoint import SavedTraining, read_checkpoint
 from .config import RunConfig
 from .data import Cifar10Tensors, load_cifar10
+from .devices import resolve_device
 from .errors import ConfigError, RunStoreError
 from .files import storage_error
-from .metric_log import MetricArrays
-from .store import Run, RunStore, RunWriter, _pid_alive, atomic_write_bytes, atomic_write_json
+from .loop_io import StartState, TrainResult
 from .schedule import StepPlan, eval_interval, lr_at
-from .trainer import Progress, Trainer, TrainResult, resolve_device
+from .store import Run, RunStore, RunWriter, _pid_alive, atomic_write_bytes, atomic_write_json
+from .trainer import Progress
+from .training import train
 
 LOCK_FILE = ".extending"
 LOCK_STALE_S = 24 * 3600  # nobody extends one run for a day: such a lock was left behind
@@ -63,8 +66,8 @@ def check_extendable(run: Run) -> None:
 
 
 class Extension:
-    """One extension of one run, checked and planned (`prepare_extension`); `run()` trains it. The Trainer calls
-    the methods below to start from the saved state instead of from scratch."""
+    """One extension of one run, checked and planned (`prepare_extension`); `run()` trains it from the saved state
+    (`start_state`) instead of from scratch."""
 
     def __init__(self, store: RunStore, run: Run, saved: SavedTraining, start: int, epochs: float,
                  config: RunConfig, data: Cifar10Tensors, device: torch.device):
@@ -103,38 +106,16 @@ class Extension:
         n_train = len(self.data.train_labels) if not tc.subset else min(tc.subset, len(self.data.train_labels))
         return StepPlan.for_run(n_train, tc).steps_per_epoch
 
-    # -- what the Trainer asks ------------------------------------------------------------------------------------
-    def load_weights(self, model: torch.nn.Module) -> None:
-        try:
-            model.load_state_dict(self.saved.weights)
-        except RuntimeError as e:
-            raise RunStoreError(f"The checkpoint of run {self.run_id} does not fit its model ({e}).") from e
-
-    def load_momentum(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        for name, p in model.named_parameters():
-            buffer = self.saved.momentum.get(name)
-            if buffer is not None:  # empty_like keeps the parameter's memory format (channels_last)
-                optimizer.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(buffer)
-
-    def data_order(self, device: torch.device) -> tuple[torch.Generator, torch.Tensor | None, int]:
-        """(generator, the current epoch's order or None, the step that order began at)."""
-        generator = torch.Generator(device=device)
-        if not self.exact_order:
-            return generator.manual_seed(self.config.train.seed + self.start), None, self.start
-        generator.set_state(self.saved.generator_state)
-        perm = self.saved.epoch_perm
-        if perm is None:
-            return generator, None, self.start
-        return generator, perm.to(device), self.saved.perm_start
-
-    def restore_metrics(self, metrics: MetricArrays) -> None:
-        try:
-            metrics.restore(self.saved_metrics, self.start)
-        except ValueError as e:
-            raise RunStoreError(f"Run {self.run_id}'s saved curves cannot be continued: {e}.") from e
-
-    def lr_at(self, step: int, total: int) -> float:
-        return self.hold_lr if self.hold_lr is not None else lr_at(step, total, self.config.train)
+    def start_state(self) -> StartState:
+        """The saved weights, momentum, data order and curves, as the training loop takes them."""
+        saved = self.saved
+        return StartState(
+            run_id=self.run_id, step=self.start, weights=saved.weights, momentum=saved.momentum,
+            metrics=self.saved_metrics, order_seed=self.config.train.seed + self.start,
+            generator_state=saved.generator_state if self.exact_order else None,
+            epoch_perm=saved.epoch_perm if self.exact_order else None,
+            perm_start=saved.perm_start if self.exact_order and saved.epoch_perm is not None else self.start,
+            hold_lr=self.hold_lr, previous_seconds=self.previous_seconds)
 
     # -- running it -----------------------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[Progress], None] | None = None, stop_event: threading.Event | None = None,
@@ -157,8 +138,8 @@ class Extension:
                 "started": time.time()})
             self.writer.write_config(meta)
             try:
-                return Trainer(self.config, data=self.data, store=self.store, on_progress=on_progress,
-                               stop_event=stop_event, reserve_cores=reserve_cores, resume=self).run()
+                return train(self.config, data=self.data, writer=self.writer, start=self.start_state(),
+                             on_progress=on_progress, stop_event=stop_event, reserve_cores=reserve_cores)
             except BaseException as e:
                 _put_back(path, before, f"Training {epochs_text(self.epochs)} more did not complete "
                                         f"({type(e).__name__}: {e}); the run is as it was before.")
@@ -178,7 +159,7 @@ def prepare_extension(store: RunStore, run_id: str, epochs: float, data: Cifar10
     check_epochs(epochs)
     run = store.get(run_id)
     check_extendable(run)
-    saved = read_checkpoint(run.path / "checkpoint.safetensors")
+    saved = read_checkpoint(run.checkpoint_path)
     start = saved.step
     if start is None:  # an older checkpoint: it was written at the end of the run
         if run.state not in ("finished", "stopped"):

@@ -1,11 +1,13 @@
-"""A training queue for the app: one background worker per process trains queued runs one after another on the one
-device — or, with RESNET_VIZ_EXECUTOR=ray (and RAY_ADDRESS), hands them to a Ray cluster, where they train side by
-side (a classroom server). Browser sessions submit jobs, watch them and stop them; the worker never touches the UI
-(the app's pages read the jobs' state back on a timer), so it keeps training while users switch pages or rerun scripts.
+"""A training queue for the app: browser sessions submit jobs, watch them and stop them; one background loop hands
+the jobs to an executor (`resnet_viz.executors`) and mirrors the runs' states into the jobs. The executor is the local
+one (runs one after another on the one device, each in a process of its own) or, with RESNET_VIZ_EXECUTOR=ray (and
+RAY_ADDRESS), a Ray cluster, where they train side by side (a classroom server). The loop never touches the UI (the
+app's pages read the jobs back on a timer), so training goes on while users switch pages or rerun scripts.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import os
 import threading
@@ -14,9 +16,14 @@ import traceback
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .errors import ConfigError, ResnetVizError
-from .executors import EXECUTORS, FINAL_STATES, RunState
+from .errors import ResnetVizError
+from .executors import CANCELLED, ExecutorKind, RunRequest, RunState
 
+__all__ = ["ExecutorKind", "Job", "JobQueue", "app_reserved_cores", "job_queue"]
+
+METRICS_REFRESH_SECONDS = 5.0  # a Ray job's live charts re-read its metrics from the run store this often
+POLL_SECONDS = 0.25  # how often the loop asks the executor: a Stop reaches a training run within this
+IDLE_SECONDS = 30.0  # an idle loop ends; the next submit starts a new one
 
 
 def app_reserved_cores() -> int:
@@ -26,45 +33,66 @@ def app_reserved_cores() -> int:
     processes' steady load is left to the trainer's thread governor, which measures it."""
     from .threads import usable_cores
     return 1 if usable_cores() > 2 else 0
-METRICS_REFRESH_SECONDS = 5.0  # a Ray job's live charts re-read its metrics from the run store this often
 
 
 @dataclass
 class Job:
     id: int
     owner: str  # the browser session that submitted it; others see it as "queued by another session"
-    config: RunConfig
+    request: RunRequest
     runs_dir: str | None
-    state: str = "queued"  # queued, loading data, running, then one of FINAL_STATES
-    run_id: str | None = None
-    message: str | None = None
+    latest: RunState  # the executor's latest word on its run: state, progress, run id, node, message
     submitted: float = field(default_factory=time.time)
-    progress: object | None = None  # the trainer's latest Progress
-    metrics: dict | None = None  # live metrics (host arrays) while running
+    metrics: dict | None = None  # live metrics (host arrays) while running; the whole run's once it ended
     layer_names: list[str] | None = None
-    extra_epochs: float | None = None  # set: train run `run_id` this many more epochs (resnet_viz.extend)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     planned_seconds: float | None = None  # the time-budget plan's estimate for this run, if it came from one
     planned_step_seconds: float | None = None  # the measured step time that plan assumed
-    node: str | None = None  # the machine training it
-    ticket: int | None = field(default=None, repr=False)  # its number in the Ray executor, once handed over
-    process: object | None = field(default=None, repr=False)  # its run_process.TrainingProcess while it trains
+    ticket: int | None = field(default=None, repr=False)  # its key in the executor, once handed over
     metrics_read: float = field(default=0.0, repr=False)
 
     @property
+    def config(self) -> RunConfig:
+        return self.request.config
+
+    @property
     def label(self) -> str:
-        return self.config.name or self.config.model.name
+        return self.request.label
+
+    @property
+    def state(self) -> str:  # queued, loading data, running, then one of executors.FINAL_STATES
+        return self.latest.state
+
+    @property
+    def message(self) -> str | None:
+        return self.latest.message
+
+    @property
+    def run_id(self) -> str | None:
+        return self.latest.run_id or self.request.extend_run_id
+
+    @property
+    def node(self) -> str | None:  # the machine training it
+        return self.latest.node
+
+    @property
+    def progress(self):  # the trainer's latest Progress
+        return self.latest.progress
 
     @property
     def done(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.latest.done
+
+    def end(self, state: str, message: str | None) -> None:
+        self.latest = dataclasses.replace(self.latest, state=state, message=message)
 
 
 class JobQueue:
     def __init__(self, executor: str | None = None, ray_address: str | None = None):
-        self.executor = (executor or os.environ.get("RESNET_VIZ_EXECUTOR") or "local").strip().lower()
+        name = (executor or os.environ.get("RESNET_VIZ_EXECUTOR") or ExecutorKind.LOCAL.value).strip().lower()
+        self.executor: ExecutorKind | str = next((k for k in ExecutorKind if k.value == name), name)
         self.ray_address = ray_address or os.environ.get("RAY_ADDRESS") or None
-        self._ray = None  # the RayExecutor, made by the worker on first use
+        self._executor = None  # made by the loop on first use
         self._lock = threading.Lock()
         self._jobs: list[Job] = []
         self._ids = itertools.count(1)
@@ -76,25 +104,19 @@ class JobQueue:
                plans: list | None = None) -> list[Job]:
         """Queue runs. `plans`: each run's budget.PlannedRun (or None), for estimates of the whole queue."""
         from .store import RunStore
-        from .trainer import resolve_device
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"RESNET_VIZ_EXECUTOR is {self.executor!r}: it must be one of {', '.join(EXECUTORS)}.")
+        from .devices import resolve_device
+        kind = ExecutorKind.parse(self.executor, "RESNET_VIZ_EXECUTOR")
         for c in configs:  # refused at once, with the same message as the CLI's, not after loading the data
             c.validate()
-            if self.executor == "local":
+            if kind is ExecutorKind.LOCAL:
                 resolve_device(c.train.device)
         if configs:
             RunStore(runs_dir).check_writable()
-        with self._lock:
-            plans = plans or [None] * len(configs)
-            jobs = [Job(next(self._ids), owner, copy.deepcopy(c), runs_dir,
-                        planned_seconds=plan.seconds if plan else None,
-                        planned_step_seconds=plan.speed.step_seconds if plan else None)
-                    for c, plan in zip(configs, plans)]
-            self._jobs.extend(jobs)
-            self._ensure_worker()
-            self._wake.notify_all()
-        return jobs
+        plans = plans or [None] * len(configs)
+        return [self._add(RunRequest(copy.deepcopy(c)), owner, runs_dir,
+                          planned_seconds=plan.seconds if plan else None,
+                          planned_step_seconds=plan.speed.step_seconds if plan else None)
+                for c, plan in zip(configs, plans)]
 
     def submit_extension(self, run_id: str, epochs: float, owner: str, runs_dir: str | None = None,
                          data_dir: str | None = None) -> Job:
@@ -105,10 +127,14 @@ class JobQueue:
         check_epochs(epochs)
         run = RunStore(runs_dir).get(run_id)
         check_extendable(run)
-        label = copy.deepcopy(run.config)  # for the job list; the extension itself reads the run's own config
-        label.name, label.data_dir = f"{run.name} (+{epochs_text(epochs)})", data_dir
+        shown = copy.deepcopy(run.config)  # for the job list; the extension itself reads the run's own config
+        shown.name, shown.data_dir = f"{run.name} (+{epochs_text(epochs)})", data_dir
+        return self._add(RunRequest(shown, extend_run_id=run_id, extra_epochs=epochs), owner, runs_dir)
+
+    def _add(self, request: RunRequest, owner: str, runs_dir: str | None, **plan) -> Job:
         with self._lock:
-            job = Job(next(self._ids), owner, label, runs_dir, run_id=run_id, extra_epochs=epochs)
+            job_id = next(self._ids)
+            job = Job(job_id, owner, request, runs_dir, RunState(job_id, request.label), **plan)
             self._jobs.append(job)
             self._ensure_worker()
             self._wake.notify_all()
@@ -119,11 +145,9 @@ class JobQueue:
             for job in self._jobs:
                 if job.id == job_id and not job.done:
                     if job.state == "queued" and job.ticket is None:
-                        job.state, job.message = "cancelled", "Cancelled before it started."
-                    else:  # the worker passes it on (to the training process, or to the cluster)
+                        job.end("cancelled", CANCELLED)
+                    else:  # the loop passes it on to the executor (the training process, or the cluster)
                         job.stop_event.set()
-                        if job.process is not None:
-                            job.process.stop()
                     self._wake.notify_all()
 
     def queue_eta(self) -> dict[int, float | None]:
@@ -141,7 +165,7 @@ class JobQueue:
                 speed = min(4.0, max(0.25, p.seconds_per_step / job.planned_step_seconds))
             if left is None:
                 left = job.planned_seconds * speed if job.planned_seconds else None
-            if self.executor == "ray":  # side by side on the cluster: each job's own time
+            if self.executor is ExecutorKind.RAY:  # side by side on the cluster: each job's own time
                 out[job.id] = left
                 continue
             if left is None or clock is None:
@@ -152,7 +176,7 @@ class JobQueue:
         return out
 
     def jobs(self, owner: str | None = None) -> list[Job]:
-        """Copies, safe to read while the worker runs."""
+        """Copies, safe to read while the loop runs."""
         with self._lock:
             return [copy.copy(j) for j in self._jobs if owner is None or j.owner == owner]
 
@@ -174,152 +198,102 @@ class JobQueue:
         with self._lock:
             self._jobs = [j for j in self._jobs if not (j.done and (owner is None or j.owner == owner))]
 
-    # -- the worker -----------------------------------------------------------------------------------------------
+    # -- the loop -------------------------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
+        """(lock held)"""
         if self._worker is None or not self._worker.is_alive():
-            work = self._work_on_ray if self.executor == "ray" else self._work
-            self._worker = threading.Thread(target=work, name="resnet_viz-trainer", daemon=True)
+            self._worker = threading.Thread(target=self._work, name="resnet_viz-trainer", daemon=True)
             self._worker.start()
 
-    def _next(self) -> Job | None:
-        with self._lock:
-            while True:
-                job = next((j for j in self._jobs if j.state == "queued"), None)
-                if job is not None:
-                    job.state = "loading data"
-                    return job
-                if not self._wake.wait(timeout=30):
-                    return None  # idle: let the thread end; the next submit starts a new one
-
     def _work(self) -> None:
-        while (job := self._next()) is not None:
-            self._run(job)
-
-    def _run(self, job: Job) -> None:
-        """Train one job in a process of its own (resnet_viz.run_process): page reruns then cost it CPU time at
-        most, never the server's interpreter lock."""
-        from .data import load_cifar10
-        from .run_process import TrainingProcess
-        from .store import RunStore
-
-        def publish(state: RunState):
-            with self._lock:
-                if job.state not in FINAL_STATES:
-                    job.state = "running" if state.state == "running" else job.state
-                job.run_id, job.node = state.run_id or job.run_id, state.node or job.node
-                if state.progress is not None:
-                    job.progress = state.progress
-                    job.metrics = state.progress.metrics
-                    job.layer_names = state.progress.layer_names or job.layer_names
-
-        try:
-            # Here, once per data folder (then memoised): a missing folder fails now with the usual message, and
-            # the default one is downloaded before the training process reads it.
-            load_cifar10(job.config.data_dir)
-            runs_dir = str(RunStore(job.runs_dir).root)
-            with self._lock:
-                if job.stop_event.is_set():
-                    job.state, job.message = "cancelled", "Cancelled before it started."
-                    return
-                job.process = TrainingProcess(
-                    job.id, job.label, runs_dir, config=None if job.extra_epochs else job.config,
-                    extend=(job.run_id, job.extra_epochs) if job.extra_epochs else None,
-                    data_dir=job.config.data_dir, reserve_cores=app_reserved_cores())
-            final = job.process.follow(publish)
-            with self._lock:
-                job.state, job.message = final.state, final.message
-                job.run_id = final.run_id or job.run_id
-                job.process = None
-            if job.run_id:
-                self._read_metrics(job)  # the whole run, as saved, for its card and its charts
-        except ResnetVizError as e:
-            with self._lock:
-                job.state, job.message = "failed", str(e)
-        except Exception as e:  # keep the worker alive for the next job, and say what happened
-            with self._lock:
-                job.state = "failed"
-                job.message = f"Training failed: {type(e).__name__}: {e}"
-            traceback.print_exc()
-
-    # -- the worker, when a Ray cluster trains the jobs ---------------------------------------------------------------
-    def _work_on_ray(self) -> None:
-        """Hand queued jobs to the cluster as they come, pass Stop on, and mirror the runs' states into the jobs."""
+        """Hand queued jobs to the executor as they come, pass Stop on, and mirror the runs' states into the jobs."""
         idle_since = time.time()
         while True:
             with self._lock:
                 queued = [j for j in self._jobs if j.state == "queued" and j.ticket is None]
-                stopping = [j for j in self._jobs if j.ticket is not None and not j.done and j.stop_event.is_set()]
-                active = {j.ticket: j for j in self._jobs if j.ticket is not None and not j.done}
-                if not queued and not active:
-                    if time.time() - idle_since > 30:
-                        return  # idle: let the thread end; the next submit starts a new one
+                if not queued and not any(j.ticket is not None and not j.done for j in self._jobs):
+                    if time.time() - idle_since > IDLE_SECONDS:
+                        self._worker = None  # the next submit starts a new loop
+                        return
                     self._wake.wait(timeout=1.0)
                     continue
             idle_since = time.time()
             try:
-                executor = self._ray_executor()
+                executor = self._get_executor()
             except ResnetVizError as e:  # no Ray, or no cluster at that address: every queued job says why
                 with self._lock:
                     for job in queued:
-                        job.state, job.message = "failed", str(e)
+                        job.end("failed", str(e))
                 continue
             try:
-                for job in queued:
-                    self._hand_over(executor, job)
-                for job in stopping:
-                    executor.stop(job.ticket)
-                    job.stop_event.clear()  # told once
-                for state in executor.finished(timeout=0.5):
-                    self._mirror(active.get(state.key), state, final=True)
-                for ticket, state in executor.states().items():
-                    self._mirror(active.get(ticket), state, final=False)
-            except Exception as e:  # the cluster went away: say so on every job it held, start afresh next time
+                self._step(executor, queued)
+            except Exception as e:  # the executor broke (the cluster went away): say so on every job it held
                 traceback.print_exc()
+                lost = f"Lost the Ray cluster: {type(e).__name__}: {e}" if executor.kind is ExecutorKind.RAY else \
+                    f"Training failed: {type(e).__name__}: {e}"
                 with self._lock:
-                    for job in active.values():
-                        job.state, job.message = "failed", f"Lost the Ray cluster: {type(e).__name__}: {e}"
-                self._ray = None
+                    for job in self._jobs:
+                        if job.ticket is not None and not job.done:
+                            job.end("failed", lost)
+                self._executor = None  # start afresh next time
 
-    def _ray_executor(self):
-        if self._ray is None:
-            from .executors import RayExecutor
-            self._ray = RayExecutor(self.ray_address)
-        return self._ray
+    def _step(self, executor, queued: list[Job]) -> None:
+        for job in queued:
+            self._hand_over(executor, job)
+        with self._lock:
+            active = {j.ticket: j for j in self._jobs if j.ticket is not None and not j.done}
+            stopping = [j for j in active.values() if j.stop_event.is_set()]
+        for job in stopping:
+            executor.stop(job.ticket)
+            job.stop_event.clear()  # told once
+        for state in executor.finished(POLL_SECONDS, lambda s: self._mirror(active.get(s.key), s, final=False)):
+            self._mirror(active.get(state.key), state, final=True)
+
+    def _get_executor(self):
+        if self._executor is None:
+            from .executor_registry import make_executor
+            kind = ExecutorKind.parse(self.executor, "RESNET_VIZ_EXECUTOR")
+            self._executor = make_executor(kind, self.ray_address if kind is ExecutorKind.RAY else None,
+                                           processes=True, reserve_cores=app_reserved_cores())
+        return self._executor
 
     def _hand_over(self, executor, job: Job) -> None:
         from .data import load_cifar10
-        if job.state != "queued":  # cancelled meanwhile
-            return
+        from .store import RunStore
+        with self._lock:
+            if job.state != "queued":  # cancelled meanwhile
+                return
+            job.latest = dataclasses.replace(job.latest, state="loading data")
         try:
             # Here, once per data folder (then memoised): a missing folder fails now, with the usual message,
-            # and the default one is downloaded before any node needs it.
+            # and the default one is downloaded before a training process (or any node) reads it.
             load_cifar10(job.config.data_dir)
-            ticket = executor.submit(job.config, job.runs_dir)
+            runs_dir = str(RunStore(job.runs_dir).root)
         except ResnetVizError as e:
             with self._lock:
-                job.state, job.message = "failed", str(e)
+                job.end("failed", str(e))
             return
         with self._lock:
-            if job.state == "cancelled":  # stopped while its data was checked
-                executor.stop(ticket)
-            job.ticket = ticket
+            if job.stop_event.is_set():  # stopped while its data was checked
+                job.end("cancelled", CANCELLED)
+                return
+            job.ticket = executor.submit(job.request, runs_dir)
+            job.latest = dataclasses.replace(job.latest, state="queued")  # until the executor says more
 
     def _mirror(self, job: Job | None, state: RunState, final: bool) -> None:
         if job is None or (state.done and not final):  # a run's end is taken from `finished` only
             return
+        progress = state.progress
         with self._lock:
-            if state.state != "queued":
-                job.state = state.state
-            job.run_id, job.node = state.run_id, state.node
-            if state.progress is not None:
-                job.progress = state.progress
-            if final:
-                job.message = state.message
-        if state.run_id and (final or time.time() - job.metrics_read > METRICS_REFRESH_SECONDS):
-            self._read_metrics(job)
+            job.latest = dataclasses.replace(state)
+            if progress is not None and progress.metrics is not None:  # live curves come with the state
+                job.metrics, job.layer_names = progress.metrics, progress.layer_names or job.layer_names
+        stale = time.time() - job.metrics_read > METRICS_REFRESH_SECONDS
+        if state.run_id and (final or (stale and (progress is None or progress.metrics is None))):
+            self._read_metrics(job)  # at the end: the whole run, as saved, for its card and its charts
 
     def _read_metrics(self, job: Job) -> None:
-        """The live charts of a run trained elsewhere: its metrics as last saved to the shared run store."""
+        """The curves of a run as last saved to the run store (a shared folder, for a run trained elsewhere)."""
         from .store import RunStore
         try:
             run = RunStore(job.runs_dir).get(job.run_id)

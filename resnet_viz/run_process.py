@@ -1,4 +1,4 @@
-"""A run trained in a process of its own, for the app's queue.
+"""A run trained in a process of its own: how the local executor trains the app's runs (`local_executor`).
 
 Why: a training loop inside the Streamlit server shares the server's interpreter lock with every page rerun of every
 watching tab. Measured on 2 cores (2026-12-05): plain-56 trained at 2.4 steps/s with no tab open, 1.28 with one
@@ -22,8 +22,8 @@ import sys
 import threading
 from typing import Callable
 
-from .config import RunConfig
-from .executors import RunState, _mark_interrupted, final_message, train_here
+from .executors import ExecutorKind, RunRequest, RunState
+from .run_here import mark_interrupted, train_request
 
 # Per-layer arrays and their steps: the live charts do not draw them, and the run store has them.
 NOT_LIVE = ("grad_norms", "grad_norm_step", "branch_ratios", "branch_ratio_step")
@@ -38,23 +38,20 @@ def _light_metrics(metrics: dict | None) -> dict | None:
 
 
 class TrainingProcess:
-    """The parent's handle on one run training in a child process (a new run, or an extension of `run_id`)."""
+    """The parent's handle on one run request training in a child process (a new run, or an extension)."""
 
-    def __init__(self, key: int, label: str, runs_dir: str, config: RunConfig | None = None,
-                 extend: tuple[str, float] | None = None, data_dir: str | None = None, reserve_cores: int = 0):
-        request = {"key": key, "label": label, "runs_dir": str(runs_dir), "data_dir": data_dir,
-                   "reserve_cores": reserve_cores,
-                   "config": config.to_dict() if config is not None else None,
-                   "extend": list(extend) if extend else None}
+    def __init__(self, key: int, request: RunRequest, runs_dir: str, reserve_cores: int = 0):
+        message = {"key": key, "label": request.label, "request": request.to_dict(), "runs_dir": str(runs_dir),
+                   "reserve_cores": reserve_cores}
         self.runs_dir = str(runs_dir)
-        self.state = RunState(key, label, state="loading data")
+        self.state = RunState(key, request.label, state="loading data")
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # wherever the server started
         path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, RESNET_VIZ_DEMO_PID=str(os.getpid()))
         self._proc = subprocess.Popen([sys.executable, "-m", "resnet_viz.run_process"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, cwd=os.getcwd())
         self._stdin_lock = threading.Lock()
-        self._send_line(json.dumps(request))
+        self._send_line(json.dumps(message))
 
     @property
     def pid(self) -> int:
@@ -71,6 +68,13 @@ class TrainingProcess:
     def stop(self) -> None:
         """Stop after the current step, keeping what was trained (a run not yet started is cancelled)."""
         self._send_line("stop")
+
+    def kill(self) -> None:
+        """End the child at once (its run is then marked interrupted)."""
+        try:
+            self._proc.kill()
+        except OSError:
+            pass
 
     def follow(self, on_state: Callable[[RunState], None]) -> RunState:
         """Read the child's messages until it ends, calling `on_state` with each; returns the final state."""
@@ -91,7 +95,7 @@ class TrainingProcess:
             final.state = "interrupted" if final.run_id else "failed"
             final.message = DIED if final.run_id else f"The training process could not start (exit code " \
                                                        f"{self._proc.returncode}); the server log says why."
-            _mark_interrupted(self.runs_dir, final.run_id, DIED)
+            mark_interrupted(self.runs_dir, final.run_id, DIED)
         return final
 
 
@@ -135,28 +139,16 @@ def _child() -> None:
     send("result", state)
 
 
-def _train(request: dict, state: RunState, stop: threading.Event, publish) -> RunState:
+def _train(message: dict, state: RunState, stop: threading.Event, publish) -> RunState:
     from .data import load_cifar10, subset_note
-    from .store import RunStore
     publish(state)
-    if request["extend"]:
-        from .extend import prepare_extension
-        run_id, epochs = request["extend"]
-        data = load_cifar10(request["data_dir"], download=False, progress=False)
-
-        def on_progress(p):
-            state.state, state.run_id, state.progress, state.steps = "running", p.run_id, p, p.step
-            publish(state)
-        result = prepare_extension(RunStore(request["runs_dir"]), run_id, epochs, data=data).run(
-            on_progress=on_progress, stop_event=stop, reserve_cores=request["reserve_cores"])
-        state.state, state.run_id, state.steps, state.seconds = result.status, result.run_id, result.steps, \
-            result.seconds
-        state.message = final_message(result.status, result.steps, result.diverged_step)
-        return state
-    config = RunConfig.from_dict(request["config"]).validate()
-    data = load_cifar10(config.data_dir, download=False, progress=False)
-    train_here(state, config, request["runs_dir"], data, "local", stop, publish, reserve_cores=request["reserve_cores"])
-    if note := subset_note(config.train.subset, len(data.train_labels)):
+    request = RunRequest.from_dict(message["request"])
+    if not request.is_extension:
+        request.config.validate()
+    data = load_cifar10(request.config.data_dir, download=False, progress=False)
+    train_request(state, request, message["runs_dir"], data, ExecutorKind.LOCAL, stop, publish,
+                  reserve_cores=message["reserve_cores"])
+    if not request.is_extension and (note := subset_note(request.config.train.subset, len(data.train_labels))):
         state.message = f"{state.message} {note}"
     return state
 

@@ -5,8 +5,10 @@ and normalisation are batched tensor ops there, and per-step numbers (loss, batc
 into small device buffers (`metric_log.DeviceMetricLog`) that are copied to the host in bulk at each flush — no
 `.item()` per step. Evaluation (`evaluate`) costs one host sync.
 
-A run can also continue from its checkpoint (`resnet_viz.extend`): the Trainer then starts at the saved step with
-the saved weights, momentum and data order, and appends to the run's curves.
+The loop knows only training. It starts from a StartState (a new run: none, i.e. fresh weights and an empty
+record; a continued run: what `resnet_viz.extend` read from its checkpoint — weights, BatchNorm statistics, momentum,
+data order and the curves to append to) and trains in the precision its caller resolved. What it measured of its own
+pace it reports in its TrainResult; teaching the time-budget planner is the caller's business (`resnet_viz.training`).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,19 +26,17 @@ from .analyses.probes import branch_ratio_names, branch_ratio_probe
 from .config import RunConfig
 from .data import Cifar10Tensors, augment_batch, load_cifar10, normalize, stratified_subset, subset_note
 from .devices import describe_device, resolve_device
-from .errors import ResnetVizError
+from .errors import ConfigError, ResnetVizError, RunStoreError
 from .evaluation import eval_divergence, evaluate
 from .schedule import StepPlan, lr_at  # noqa: F401 (lr_at: the schedule, importable from here as before)
 from .metric_log import DeviceMetricLog, MetricArrays, check_recording_fits
 from .models import build_model, weight_layers
 from .store import RunStore, RunWriter
 from .summary import check_fits
-from .budget import Speed, autocast_for, record_observed, resolve_precision
+from .loop_io import MeasuredPace, StartState, TrainResult
+from .precision import autocast_for
 from .checkpoint import training_state
-from .threads import BUSY_THRESHOLD, CpuLoad, ThreadGovernor
-
-if TYPE_CHECKING:
-    from .extend import Extension
+from .threads import CpuLoad, ThreadGovernor
 
 EVAL_SUBSET_SEED = 1234  # every run evaluates on the same images, whatever its own seed
 FLUSH_SECONDS = 2.0  # also flush when this much wall time passed, so slow CPU runs still update live
@@ -78,36 +78,32 @@ class Progress:
         return (self.total_steps - self.step) * self.seconds_per_step + self.evals_left * self.seconds_per_eval
 
 
-@dataclass
-class TrainResult:
-    run_id: str
-    status: str
-    steps: int
-    metrics: dict[str, np.ndarray]
-    layer_names: list[str]
-    seconds: float
-    diverged_step: int | None = None
-    model: torch.nn.Module | None = field(default=None, repr=False)
+PrecisionChoice = str | Callable[[int, torch.device], str] | None
 
 
 class Trainer:
     """Trains one run. `request_stop()` may be called from any thread; the loop honours it within one step.
-    With `resume` (see `resnet_viz.extend.extend_run`) it continues a saved run in place instead of starting one."""
+
+    `start` and `writer`: continue a saved run in place (both come from `resnet_viz.extend`) instead of creating a
+    new one in `store`. `precision`: "fp32" or "bf16", or a function (batch, device) -> one of them for a caller
+    that resolves "auto" once the batch and device are known; None: the config's own, which must then not be
+    "auto" (`resnet_viz.training.train` resolves it)."""
 
     def __init__(self, config: RunConfig, data: Cifar10Tensors | None = None, store: RunStore | None = None,
                  on_progress: Callable[[Progress], None] | None = None, stop_event: threading.Event | None = None,
-                 save: bool = True, reserve_cores: int = 0, resume: "Extension | None" = None):
+                 save: bool = True, reserve_cores: int = 0, start: StartState | None = None,
+                 writer: RunWriter | None = None, precision: PrecisionChoice = None):
         self.config = config.validate()
-        self.resume = resume
+        self.start, self.precision_choice = start, precision
         self.data = data
-        self.store = store if store is not None else (RunStore() if save else None)
+        self.store = store if store is not None else (RunStore() if save and writer is None else None)
         self.on_progress = on_progress
         self.stop_event = stop_event or threading.Event()
-        self.writer: RunWriter | None = None
+        self.writer: RunWriter | None = writer
         self.reserve_cores = reserve_cores  # CPU cores left free, e.g. for the app's server to render pages
         # The run's state, set up by _train for its helpers _evaluate, _report and _save:
         self._run_id, self._device, self._started, self._eval_seconds = "unsaved", None, 0.0, 0.0
-        self._time_offset = resume.previous_seconds if resume else 0.0  # the run's wall time before this session
+        self._time_offset = start.previous_seconds if start else 0.0  # the run's wall time before this session
         self._plan: StepPlan | None = None
         self._metrics: MetricArrays | None = None
         self._layer_names: list[str] = []
@@ -122,9 +118,10 @@ class Trainer:
         tc = cfg.train
         device = resolve_device(tc.device)
         check_fits(cfg.model, tc.batch_size, device)
-        if self.resume is not None:
-            self.writer = self.resume.writer
-        elif self.store is not None:
+        if self.precision_choice is None and tc.precision == "auto":
+            raise ConfigError("The training loop needs a resolved precision (fp32 or bf16), not auto: train through "
+                              "resnet_viz.training.train, which resolves it.")
+        if self.writer is None and self.store is not None:
             self.writer = self.store.create(cfg)
         run_id = self.writer.id if self.writer else "unsaved"
         try:
@@ -174,8 +171,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(tc.seed)
         model = build_model(cfg.model).to(device)
-        if self.resume:
-            self.resume.load_weights(model)
+        start = self.start
+        if start:
+            try:
+                model.load_state_dict(start.weights)
+            except RuntimeError as e:
+                raise RunStoreError(f"The checkpoint of run {start.run_id} does not fit its model ({e}).") from e
         channels_last = device.type in ("cuda", "cpu")  # faster convs on both (oneDNN on CPU: ~15% at depth 56)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -184,14 +185,17 @@ class Trainer:
         weights = [m.weight for _, m in named]
 
         train_x, train_y, eval_sets = self._prepare_data(device)
-        plan = self._plan = StepPlan.for_run(len(train_y), tc, start=self.resume.start if self.resume else 0)
-        self._precision = precision = resolve_precision(tc.precision, cfg.model, plan.batch, device)
+        plan = self._plan = StepPlan.for_run(len(train_y), tc, start=start.step if start else 0)
+        self._precision = precision = self._resolved_precision(plan.batch, device)
         self._pace_marks: list[tuple[int, float]] = []  # (step, training seconds): the recent pace, for the ETA
         optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                     weight_decay=tc.weight_decay)
-        if self.resume:
-            self.resume.load_momentum(model, optimizer)
-            generator, perm, perm_start = self.resume.data_order(device)
+        if start:
+            for name, p in model.named_parameters():
+                buffer = start.momentum.get(name)
+                if buffer is not None:  # empty_like keeps the parameter's memory format (channels_last)
+                    optimizer.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(buffer)
+            generator, perm, perm_start = start.data_order(device)
         else:
             generator, perm, perm_start = torch.Generator(device=device).manual_seed(tc.seed), None, 0
 
@@ -202,8 +206,11 @@ class Trainer:
                              len(self._branch_names), tc.branch_ratio_every)
         metrics = self._metrics = MetricArrays(plan.total, len(weights), tc.grad_norm_every, tc.record_grad_norms,
                                                len(self._branch_names), tc.branch_ratio_every)
-        if self.resume:
-            self.resume.restore_metrics(metrics)
+        if start:
+            try:
+                metrics.restore(start.metrics, start.step)
+            except ValueError as e:
+                raise RunStoreError(f"Run {start.run_id}'s saved curves cannot be continued: {e}.") from e
         self._evals_before = len(metrics.evals["eval_step"])  # a continued run's, not timed in this session
         log = DeviceMetricLog(metrics, tc.flush_every, len(weights), device, tc.grad_norm_every,
                               tc.record_grad_norms, FLUSH_SECONDS, start=plan.start)
@@ -229,7 +236,7 @@ class Trainer:
                 if self.stop_event.is_set():
                     status, message = "stopped", f"Stopped by request at step {step} of {plan.total}."
                     break
-                lr = self.resume.lr_at(step, plan.total) if self.resume else lr_at(step, plan.total, tc)
+                lr = start.hold_lr if start and start.hold_lr is not None else lr_at(step, plan.total, tc)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 metrics.lr[step] = lr
@@ -277,9 +284,10 @@ class Trainer:
             if (divergence := eval_divergence(metrics.evals, step)) is not None:
                 status, diverged_step, message = "diverged", max(0, step - 1), divergence
         steps_done = diverged_step + 1 if diverged_step is not None else step
+        pace = None
         if status == "finished":
-            self._record_pace(steps_done - plan.start, plan.batch,
-                              len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
+            pace = self._measured_pace(steps_done - plan.start, plan.batch,
+                                       len(eval_sets["train"][1]) + len(eval_sets["test"][1]))
         checkpoint = None
         if status in ("finished", "stopped"):
             checkpoint = (model, *training_state(model, optimizer, generator, steps_done, perm, perm_start,
@@ -290,7 +298,7 @@ class Trainer:
         self._report(steps_done, status)
         return TrainResult(run_id=run_id, status=status, steps=steps_done, metrics=metrics.as_dict(steps_done),
                            layer_names=self._layer_names, seconds=time.perf_counter() - self._started,
-                           diverged_step=diverged_step, model=model)
+                           diverged_step=diverged_step, model=model, pace=pace)
 
     # ---------------------------------------------------- helpers of _train, sharing the run's state it set up ----
     def _evaluate(self, model: torch.nn.Module, eval_sets: dict, step: int, channels_last: bool) -> None:
@@ -299,21 +307,20 @@ class Trainer:
         self._eval_seconds += time.perf_counter() - t0
         self._metrics.add_evaluation(step, values, elapsed=self._time_offset + time.perf_counter() - self._started)
 
-    def _record_pace(self, steps: int, batch: int, images_per_eval: int) -> None:
-        """Teach the time-budget planner this run's real pace (see budget.record_observed)."""
-        if steps < 20 or len(self._threads_used) > 1 or self._device.type not in ("cpu", "cuda"):
-            return
-        if self._load is not None and self._load.others_busy(min_interval=0) > BUSY_THRESHOLD:
-            return  # paced beside other work: not this machine's speed
+    def _resolved_precision(self, batch: int, device: torch.device) -> str:
+        choice = self.precision_choice
+        return (choice(batch, device) if callable(choice) else choice) or self.config.train.precision
+
+    def _measured_pace(self, steps: int, batch: int, images_per_eval: int) -> MeasuredPace | None:
+        """This session's pace: training steps and evaluations apart (for the caller to teach the planner)."""
+        if steps < 1:
+            return None
         training = time.perf_counter() - self._started - self._eval_seconds - self._loop_start
         n_evals = len(self._metrics.evals["eval_step"]) - self._evals_before
-        speed = Speed(step_seconds=training / steps,
-                      eval_image_seconds=self._eval_seconds / max(1, n_evals * images_per_eval),
-                      precision=self._precision, threads=next(iter(self._threads_used), 0))
-        try:
-            record_observed(self.config.model, batch, self._device, speed)
-        except Exception:  # the cache is a convenience: never fail a finished run over it
-            pass
+        return MeasuredPace(steps=steps, batch=batch, device=self._device, step_seconds=training / steps,
+                            eval_image_seconds=self._eval_seconds / max(1, n_evals * images_per_eval),
+                            precision=self._precision, threads=sorted(self._threads_used),
+                            others_busy=self._load.others_busy(min_interval=0) if self._load is not None else None)
 
     def _compute_fields(self) -> dict:
         """What the run's status records of how it used the machine."""
@@ -362,6 +369,3 @@ class Trainer:
                                seconds=self._time_offset + time.perf_counter() - self._started,
                                **self._compute_fields(), **extra)
 
-
-def train(config: RunConfig, **kwargs) -> TrainResult:
-    return Trainer(config, **kwargs).run()

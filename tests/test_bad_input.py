@@ -29,7 +29,7 @@ from resnet_viz.jobs import JobQueue
 from resnet_viz.summary import check_fits, model_summary
 from resnet_viz.store import RunStore
 from resnet_viz.metric_log import check_recording_fits
-from resnet_viz.trainer import Trainer
+from resnet_viz.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["stem.conv", "stage1.block1.conv1", "fc"]
@@ -318,7 +318,7 @@ def tiny_config(**train) -> RunConfig:
 @pytest.mark.parametrize("steps", [3, 6])
 def test_nan_evaluation_loss_is_divergence_not_a_finished_run(tiny_data, tmp_path, steps):
     store = RunStore(tmp_path)
-    result = Trainer(tiny_config(lr=1e4, max_steps=steps, schedule="constant"), data=tiny_data, store=store).run()
+    result = train(tiny_config(lr=1e4, max_steps=steps, schedule="constant"), data=tiny_data, store=store)
     m = result.metrics
     assert np.isfinite(m["loss"]).all()  # the batch losses never said so
     assert not all(math.isfinite(v) for v in m["test_loss"])
@@ -330,7 +330,7 @@ def test_nan_evaluation_loss_is_divergence_not_a_finished_run(tiny_data, tmp_pat
 
 def test_a_subset_larger_than_the_data_is_said(tiny_data):
     with pytest.warns(UserWarning, match="only 200"):
-        result = Trainer(tiny_config(subset=5000, max_steps=1), data=tiny_data, save=False).run()
+        result = train(tiny_config(subset=5000, max_steps=1), data=tiny_data, save=False)
     assert result.status == "finished"
 
 

@@ -15,7 +15,7 @@ import pytest
 from cifar_fixtures import write_python_batches
 from resnet_viz.cli import main
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.executors import KILLED, RAY_MISSING
+from resnet_viz.ray_executor import KILLED, RAY_MISSING
 from resnet_viz.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executor(ray_cluster):
-    from resnet_viz.executors import RayExecutor
+    from resnet_viz.ray_executor import RayExecutor
     return RayExecutor()
 
 
@@ -200,6 +200,6 @@ def test_cli_sweep_on_a_cluster_by_address(ray_cluster, data_dir, tmp_path):
 
 def test_a_run_asks_for_at_least_one_cpu(ray_cluster):
     from resnet_viz.errors import ConfigError
-    from resnet_viz.executors import RayExecutor
+    from resnet_viz.ray_executor import RayExecutor
     with pytest.raises(ConfigError, match="whole number of CPUs"):
         RayExecutor(cpus_per_run=0)

@@ -7,6 +7,7 @@ import threading
 import time
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
+from resnet_viz.executors import RunRequest
 from resnet_viz.run_process import TrainingProcess
 from resnet_viz.store import RunStore
 
@@ -19,7 +20,7 @@ def tiny(data_dir, epochs=1, **train) -> RunConfig:
 
 def test_a_run_trains_in_its_own_process_and_reports_live(tmp_path, data_dir):
     runs = tmp_path / "runs"
-    process = TrainingProcess(1, "plain-8", str(runs), config=tiny(data_dir, epochs=2))
+    process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=2)), str(runs))
     states = []
     final = process.follow(states.append)
     assert final.state == "finished" and final.message == "Finished and saved."
@@ -34,7 +35,7 @@ def test_a_run_trains_in_its_own_process_and_reports_live(tmp_path, data_dir):
 
 def test_stop_ends_the_run_after_its_step_and_keeps_it(tmp_path, data_dir):
     runs = tmp_path / "runs"
-    process = TrainingProcess(1, "plain-8", str(runs), config=tiny(data_dir, epochs=200))
+    process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=200)), str(runs))
 
     def stop_once_training(state):
         if state.progress is not None and state.progress.step >= 2:
@@ -47,7 +48,7 @@ def test_stop_ends_the_run_after_its_step_and_keeps_it(tmp_path, data_dir):
 
 def test_a_killed_training_process_leaves_its_run_interrupted(tmp_path, data_dir):
     runs = tmp_path / "runs"
-    process = TrainingProcess(1, "plain-8", str(runs), config=tiny(data_dir, epochs=500))
+    process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=500)), str(runs))
     killed = threading.Event()
 
     def kill_once_training(state):
@@ -64,7 +65,7 @@ def test_the_server_going_away_stops_the_run(tmp_path, data_dir):
     """Its stdin closes with the server: the run stops after its current step and keeps what it trained, rather
     than train on for nobody."""
     runs = tmp_path / "runs"
-    process = TrainingProcess(1, "plain-8", str(runs), config=tiny(data_dir, epochs=500))
+    process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=500)), str(runs))
     started = threading.Event()
 
     def close_once_training(state):

@@ -16,7 +16,7 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz.jobs import Job, job_queue
+from resnet_viz.jobs import ExecutorKind, Job, job_queue
 from resnet_viz.learning import learning_phrase
 from views.presets import fmt_duration
 
@@ -75,7 +75,7 @@ def _active_card(job: Job, position: int, eta: float | None) -> None:
     queue = job_queue()
     with st.container(border=True):
         top, stop = st.columns([5, 1])
-        node = f" on `{job.node}`" if queue.executor == "ray" and job.node else ""
+        node = f" on `{job.node}`" if queue.executor is ExecutorKind.RAY and job.node else ""
         top.markdown(f"**{job.label}**{_owner(job)} — {STATUS.get(job.state, job.state)}{node}")
         _stop_button(job, stop)
         text = _progress_text(job, position, eta)

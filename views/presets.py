@@ -14,7 +14,7 @@ from resnet_viz.budget import PROCESS_START_S
 from resnet_viz.config import MAX_SEED, TrainConfig
 from resnet_viz.devices import resolve_device
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import app_reserved_cores, job_queue
+from resnet_viz.jobs import ExecutorKind, app_reserved_cores, job_queue
 from resnet_viz.presets import (DEFAULT_MINUTES, FIG6_MIN_STEPS, PRESETS, describe_training, measure_nets,
                                 nets_to_measure, plan_preset, preset_by_key, steps_to_match)
 
@@ -110,7 +110,7 @@ def preset_planner() -> None:
         try:
             plan = plan_preset(preset, wanted[1], device, ui.data_dir(), base=TrainConfig(seed=int(seed)),
                                reserve=reserve, steps=wanted[2],
-                               run_overhead=PROCESS_START_S if queue.executor == "local" else 0.0)
+                               run_overhead=PROCESS_START_S if queue.executor is ExecutorKind.LOCAL else 0.0)
         except ResnetVizError as e:
             st.error(str(e))
             return
@@ -142,7 +142,7 @@ def _show_plan(plan, match) -> None:
                 f"{plan.steps:,} steps each{matched} — {describe_training(train)}{threads}.")
 
 
-def _warn_if_too_short(preset, plan, device, reserve: int, executor: str) -> None:
+def _warn_if_too_short(preset, plan, device, reserve: int, executor: ExecutorKind) -> None:
     """What a shorter budget risks, with the minutes that avoid it on this machine."""
     deep_plain = any(not r.config.model.residual and r.config.model.depth >= 56 for r in plan.runs)
     if not deep_plain or plan.steps >= FIG6_MIN_STEPS:
@@ -150,7 +150,7 @@ def _warn_if_too_short(preset, plan, device, reserve: int, executor: str) -> Non
     memo = st.session_state.get("preset_enough")
     if memo is None or memo[0] is not plan:  # once per plan: planning samples the CPU load
         memo = (plan, plan_preset(preset, None, device, ui.data_dir(), reserve=reserve, steps=FIG6_MIN_STEPS,
-                                  run_overhead=PROCESS_START_S if executor == "local" else 0.0))
+                                  run_overhead=PROCESS_START_S if executor is ExecutorKind.LOCAL else 0.0))
         st.session_state["preset_enough"] = memo
     enough = memo[1]
     st.warning(f"Under {FIG6_MIN_STEPS:,} steps a deep plain net may still sit near chance when the time is up (it "
