@@ -32,11 +32,11 @@ def _import_what_the_pages_need() -> None:
     from plotly.subplots import make_subplots  # noqa: F401
 
     import resnet_viz.analyses  # noqa: F401
-    import resnet_viz.gradcam  # noqa: F401
-    import resnet_viz.jobs  # noqa: F401
-    import resnet_viz.models  # noqa: F401
-    import resnet_viz.summary  # noqa: F401
-    import resnet_viz.trainer  # noqa: F401
+    import resnet_viz.analyses.gradcam  # noqa: F401
+    import resnet_viz.execution.jobs  # noqa: F401
+    import resnet_viz.nets.models  # noqa: F401
+    import resnet_viz.nets.summary  # noqa: F401
+    import resnet_viz.training.trainer  # noqa: F401
     from resnet_viz import figures  # noqa: F401
     for name in ("Figure", "Scatter", "Heatmap", "Bar", "Contour", "Surface", "Scatter3d", "Table"):
         getattr(go, name)  # plotly loads these classes on first use, each its own import
@@ -48,10 +48,10 @@ _import_what_the_pages_need()
 # torch's and plotly's millions of objects each time a watching tab refreshes.
 gc.freeze()
 
-from resnet_viz.data import default_data_dir  # noqa: E402
+from resnet_viz.datasets.cifar10 import default_data_dir  # noqa: E402
 from resnet_viz.errors import ResnetVizError  # noqa: E402
 from resnet_viz.figures import for_projector  # noqa: E402
-from resnet_viz.store import Run, RunStore, default_runs_dir  # noqa: E402
+from resnet_viz.storage.store import Run, RunStore, default_runs_dir  # noqa: E402
 
 KEEP_PREFIX = "keep_"  # widgets whose value must survive page switches use keys with this prefix
 PRESENTATION_KEY = "presentation"  # also the URL's query parameter: …/Gradient_flow?presentation=true
@@ -114,7 +114,7 @@ def with_curves(runs: list[Run]) -> list[Run]:
 
 
 def final_train_error(run: Run) -> float | None:
-    """The run's last evaluated training error (a fraction): what resnet_viz.learning judges "learned" by."""
+    """The run's last evaluated training error (a fraction): what resnet_viz.lecture.learning judges "learned" by."""
     errors = run.metrics.get("train_error") if run.metrics is not None else None
     return float(errors[-1]) if errors is not None and len(errors) else None
 

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from resnet_viz import budget
+from resnet_viz.training import budget
 from resnet_viz.config import ModelConfig
-from resnet_viz.threads import CpuLoad, choose_threads, usable_cores
+from resnet_viz.training.threads import CpuLoad, choose_threads, usable_cores
 
 CPU = torch.device("cpu")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from resnet_viz import init_gradients as engine
+from resnet_viz.analyses import init_gradients as engine
 from resnet_viz.config import ModelConfig
-from resnet_viz.data import load_cifar10
+from resnet_viz.datasets.cifar10 import load_cifar10
 from resnet_viz.errors import ConfigError
-from resnet_viz.threads import CpuLoad
+from resnet_viz.training.threads import CpuLoad
 
 JPEG_COPY = Path.home() / ".cache" / "resnet_viz" / "cifar10-jpeg" / "cifar10-jpeg"
 

@@ -156,7 +156,7 @@ def run_preset(pg, url: str, runs: Path, key: str, minutes: float, from_home: bo
 
 
 def final_errors(runs: Path) -> dict[str, float]:
-    from resnet_viz.store import RunStore
+    from resnet_viz.storage.store import RunStore
     return {r.name.split(" · ")[0]: 100 * float(r.metrics["train_error"][-1]) for r in RunStore(runs).list()
             if " · " in r.name}
 
@@ -164,7 +164,7 @@ def final_errors(runs: Path) -> dict[str, float]:
 def cpu_by_part(server_pid: int) -> dict[int, tuple[str, int]]:
     """{pid: (part, busy jiffies so far)}, the parts being the server (without its training children), the training
     children, the browsers and everything else: where the cores went while a run was watched."""
-    from resnet_viz.threads import _process_table, demo_pids
+    from resnet_viz.training.threads import _process_table, demo_pids
     table = _process_table() or {}
     browsers = demo_pids(table, -1)
     training = {pid for pid, (comm, ppid, _) in table.items() if ppid == server_pid}
@@ -271,8 +271,8 @@ def main() -> None:
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from resnet_viz.budget import speed_cache_file
-    from resnet_viz.data import load_cifar10
+    from resnet_viz.training.budget import speed_cache_file
+    from resnet_viz.datasets.cifar10 import load_cifar10
     data = data_folder(args.data)
     load_cifar10(data, download=False, progress=False)  # decoded and cached before any clock starts
     cache = speed_cache_file()

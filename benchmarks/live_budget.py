@@ -20,11 +20,11 @@ import tempfile
 import time
 
 from benchmarks.train_throughput import SHARED_ARCHIVE, UNPACKED, find_data
-from resnet_viz.data import load_cifar10
-from resnet_viz.devices import resolve_device
-from resnet_viz.jobs import JobQueue, app_reserved_cores
-from resnet_viz.presets import plan_preset, preset_by_key
-from resnet_viz.store import RunStore
+from resnet_viz.datasets.cifar10 import load_cifar10
+from resnet_viz.training.devices import resolve_device
+from resnet_viz.execution.jobs import JobQueue, app_reserved_cores
+from resnet_viz.lecture.presets import plan_preset, preset_by_key
+from resnet_viz.storage.store import RunStore
 
 
 def data_folder(explicit: str | None) -> str:
@@ -57,7 +57,7 @@ def main() -> None:
 
     queue = JobQueue()
     if args.cli:
-        import resnet_viz.jobs as jobs_module
+        import resnet_viz.execution.jobs as jobs_module
         jobs_module.app_reserved_cores = lambda: 0
     runs_dir = tempfile.mkdtemp(prefix="live_budget_runs_")
     started = time.perf_counter()

@@ -10,7 +10,7 @@ Packs one resnet-20 run (its config as the app's defaults: 2 epochs, batch 128, 
 * header + zeros — the run's real checkpoint followed by the zeros, declared honestly;
 * lying size     — the same, with the zip's size fields saying it is just the real checkpoint.
 
-Each is unpacked with `resnet_viz.packs.unpack` into an empty run store. Reported: the zip's size, the seconds to the
+Each is unpacked with `resnet_viz.storage.packs.unpack` into an empty run store. Reported: the zip's size, the seconds to the
 refusal, the bytes the process wrote meanwhile (/proc/self/io wchar: every write(2), to any file) and the refusal.
 Target (issue 19): refused in under 5 s, writing under 100 MB.
 """
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from resnet_viz.checkpoint import CHECKPOINT_FILE
+from resnet_viz.training.checkpoint import CHECKPOINT_FILE
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import Cifar10Tensors
+from resnet_viz.datasets.cifar10 import Cifar10Tensors
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.packs import pack_bytes, unpack
-from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
+from resnet_viz.storage.packs import pack_bytes, unpack
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.trainer import Trainer
 
 
 def written_bytes() -> int:

@@ -2,9 +2,9 @@
 
     python -m benchmarks.seed_study --steps 288 480 [--seeds 0 1 2] [--nets plain-20 plain-56 resnet-56] [--data DIR]
 
-Trains each net with the preset recipe for that many steps (resnet_viz.presets.recipe_for_steps: what the app and the
+Trains each net with the preset recipe for that many steps (resnet_viz.lecture.presets.recipe_for_steps: what the app and the
 command line train in a budget of that length) and prints, per seed, the final training error (eval mode, the fixed
-500 training images) and the three checks of the lecture promise (resnet_viz.presets.fig6_shape):
+500 training images) and the three checks of the lecture promise (resnet_viz.lecture.presets.fig6_shape):
 plain-56 learned (<= 80%), plain-56 >= plain-20 + 5 points, ResNet-56 >= 10 points below plain-56.
 Errors depend on the steps, not on the speed, so a busy machine only makes this slower, not different.
 Data: --data, else the JPEG copy of CIFAR-10 in ../shared/data (unpacked once).
@@ -18,11 +18,11 @@ import time
 
 from benchmarks.live_budget import data_folder
 from resnet_viz.config import ModelConfig, RunConfig
-from resnet_viz.data import load_cifar10
-from resnet_viz.learning import fig6_shape
-from resnet_viz.presets import Preset, preset_runs
-from resnet_viz.store import RunStore
-from resnet_viz.training import train
+from resnet_viz.datasets.cifar10 import load_cifar10
+from resnet_viz.lecture.learning import fig6_shape
+from resnet_viz.lecture.presets import Preset, preset_runs
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.train_one import train
 
 NETS = {"plain-20": ModelConfig(depth=20, residual=False), "plain-56": ModelConfig(depth=56, residual=False),
         "resnet-20": ModelConfig(depth=20), "resnet-56": ModelConfig(depth=56)}

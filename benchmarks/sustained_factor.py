@@ -14,9 +14,9 @@ import statistics
 
 import torch
 
-from resnet_viz import budget
+from resnet_viz.training import budget
 from resnet_viz.config import ModelConfig
-from resnet_viz.presets import recipe_for_steps
+from resnet_viz.lecture.presets import recipe_for_steps
 
 FACTORS = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3)
 

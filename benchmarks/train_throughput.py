@@ -3,7 +3,7 @@
     python -m benchmarks.train_throughput [--depths 20 56 110] [--steps 20] [--warmup 5] [--data DIR]
 
 For each plain/residual depth it measures images/second of
-  * ours+grads  — resnet_viz.trainer.Trainer as the app runs it: every weight layer's gradient norm at every step,
+  * ours+grads  — resnet_viz.training.trainer.Trainer as the app runs it: every weight layer's gradient norm at every step,
                   and (residual nets) the branch ratios ‖F(x)‖/‖shortcut(x)‖ every 10 steps,
   * ours        — the same trainer with all recording off,
   * reference   — a torchvision CIFAR10-style Dataset (PIL images, CPU transforms) + DataLoader, fp32,
@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10
-from resnet_viz.devices import describe_device, resolve_device
-from resnet_viz.models import build_model
-from resnet_viz.trainer import Trainer
+from resnet_viz.datasets.cifar10 import CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, load_cifar10
+from resnet_viz.training.devices import describe_device, resolve_device
+from resnet_viz.nets.models import build_model
+from resnet_viz.training.trainer import Trainer
 
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 UNPACKED = Path(os.environ.get("RESNET_VIZ_BENCH_DATA", Path.home() / ".cache" / "resnet_viz" / "cifar10-jpeg"))
@@ -69,7 +69,7 @@ def bench_ours(cfg: ModelConfig, data, device: str, batch: int, warmup: int, ste
         if p.step >= warmup and (not marks or marks[-1][0] != p.step):
             marks.append((p.step, time.perf_counter()))
 
-    from resnet_viz.training import train  # the Trainer with "auto" precision resolved, as the app runs it
+    from resnet_viz.training.train_one import train  # the Trainer with "auto" precision resolved, as the app runs it
     train(run, data=data, save=False, on_progress=on_progress)
     end = next(m for m in marks if m[0] == total)
     start = marks[0]
@@ -81,7 +81,7 @@ def recording_seconds(cfg: ModelConfig, data, device: str, batch: int, repeats: 
     few percent drown in CPU timing noise): the fused gradient-norm op every step, plus for residual nets one
     branch-ratio probe on 64 images every 10 steps."""
     from resnet_viz.analyses.probes import branch_ratio_probe
-    from resnet_viz.data import normalize
+    from resnet_viz.datasets.batches import normalize
     dev = resolve_device(device)
     model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
     x = normalize(data.train_images[:batch].to(dev)).contiguous(memory_format=torch.channels_last)

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from resnet_viz.devices import accelerator_found
+from resnet_viz.training.devices import accelerator_found
 from resnet_viz.figures import residual_block_diagram
 from views.pages import HOME, PAGES, link_label
 
@@ -21,7 +21,7 @@ ui.page_setup("Home", "🧱")
 
 @st.cache_resource(show_spinner=False)
 def find_device() -> tuple[str, str]:
-    """("CUDA" | "MPS" | "CPU", details), asked once per server (resnet_viz.devices)."""
+    """("CUDA" | "MPS" | "CPU", details), asked once per server (resnet_viz.training.devices)."""
     return accelerator_found()
 
 
@@ -42,7 +42,7 @@ def runs_status(root: Path) -> str:
     if not root.is_dir():
         return "no runs yet"
     try:
-        from resnet_viz.store import RunStore
+        from resnet_viz.storage.store import RunStore
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             n = len(RunStore(root).list())
@@ -56,7 +56,7 @@ st.title("Residual learning, seen from the inside")
 st.markdown("**One click trains plain networks and their ResNet twins on CIFAR-10, on this machine, in minutes: watch "
             "a deeper plain net train worse than a shallower one, and see what the shortcuts change.**")
 
-from resnet_viz.presets import DEFAULT_MINUTES, PRESETS  # noqa: E402
+from resnet_viz.lecture.presets import DEFAULT_MINUTES, PRESETS  # noqa: E402
 from views.presets import select_preset  # noqa: E402
 
 preset_cols = st.columns(len(PRESETS))

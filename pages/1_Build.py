@@ -42,7 +42,7 @@ def on_depth_pick() -> None:
 def cached_summary(family: str, depth: int, residual: bool, shortcut: str, batchnorm: bool, width: float,
                    stem: str, num_classes: int) -> dict:
     """model_summary for one configuration (shapes worked out on the meta device: under a second at depth 1202)."""
-    from resnet_viz.summary import model_summary
+    from resnet_viz.nets.summary import model_summary
     return model_summary(ModelConfig(family=family, depth=depth, residual=residual, shortcut=shortcut,
                                      batchnorm=batchnorm, width=width, stem=stem, num_classes=num_classes))
 

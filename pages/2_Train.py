@@ -4,8 +4,8 @@ import streamlit as st
 import ui
 from resnet_viz.config import DEVICES, SCHEDULES, ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import ExecutorKind, job_queue
-from resnet_viz.presets import BRIEF_LR, BRIEF_RUN_STEPS, brief_run_rule
+from resnet_viz.execution.jobs import ExecutorKind, job_queue
+from resnet_viz.lecture.presets import BRIEF_LR, BRIEF_RUN_STEPS, brief_run_rule
 from views.custom import CONFIRM_AFTER_SECONDS, ask_to_confirm, confirmed_runs, estimate_custom
 from views.live import live_charts, live_jobs
 from views.presets import preset_planner

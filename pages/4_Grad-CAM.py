@@ -6,9 +6,10 @@ import streamlit as st
 from PIL import Image
 
 import ui
-from resnet_viz.data import CIFAR10_CLASSES, sample_images
+from resnet_viz.datasets.cifar10 import CIFAR10_CLASSES
+from resnet_viz.datasets.batches import sample_images
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.gradcam import MAX_UPLOAD_BYTES, colour_scale, gradcam, gradcam_targets, load_image, overlay
+from resnet_viz.analyses.gradcam import MAX_UPLOAD_BYTES, colour_scale, gradcam, gradcam_targets, load_image, overlay
 from views.models import test_images, trained_model, untrained_model
 
 ui.page_setup("Grad-CAM", "🔥")

@@ -4,7 +4,7 @@ angle, why residual nets train better. The work is `resnet_viz.analyses`, the se
 import streamlit as st
 
 import ui
-from resnet_viz.devices import analysis_device
+from resnet_viz.training.devices import analysis_device
 from resnet_viz.errors import ResnetVizError
 from views.analyses import SECTIONS
 from views.analysis_selection import K, Selection, comparison_note, load_entries

@@ -82,8 +82,8 @@ def train_tiny_pair(root: Path, data_dir: Path, epochs: float) -> Path:
     """A plain/residual pair of tiny nets (depth 8, width 0.25), trained for real on `data_dir` into a store at
     `root`; returns `root`."""
     from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-    from resnet_viz.store import RunStore
-    from resnet_viz.trainer import Trainer
+    from resnet_viz.storage.store import RunStore
+    from resnet_viz.training.trainer import Trainer
     store = RunStore(root)
     for residual in (False, True):
         cfg = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=residual),

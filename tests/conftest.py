@@ -43,7 +43,7 @@ def app_test(monkeypatch):
 def known_speeds(tmp_path, monkeypatch):
     """A speed cache in which plain and residual nets take 0.1 s a step per 20 layers in bf16 (1.5× that in fp32), at
     any thread count: a plan is then known in advance and nothing is timed."""
-    from resnet_viz import budget
+    from resnet_viz.training import budget
     from resnet_viz.config import ModelConfig
     monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path / "speed-cache"))
     cpu = torch.device("cpu")
@@ -59,7 +59,7 @@ def known_speeds(tmp_path, monkeypatch):
 def machine_load(monkeypatch, cores_busy: float) -> None:
     """Make every CPU-load sample say that other processes keep `cores_busy` cores busy, whatever really runs
     beside the tests (a CI machine is not quiet, nor reliably busy)."""
-    from resnet_viz import threads
+    from resnet_viz.training import threads
     monkeypatch.setattr(threads.CpuLoad, "others_busy", lambda self, min_interval=0.25: cores_busy)
 
 
@@ -122,7 +122,7 @@ def unwritable_dir(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_data():
     """200 training and 50 test images in memory, class-dependent brightness so there is something to learn."""
-    from resnet_viz.data import Cifar10Tensors
+    from resnet_viz.datasets.cifar10 import Cifar10Tensors
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(200) % 10
     images = (torch.rand(200, 3, 32, 32, generator=g) * 120 + labels.view(-1, 1, 1, 1) * 12).to(torch.uint8)

@@ -5,7 +5,7 @@ import numpy as np
 
 from resnet_viz.config import ModelConfig
 from resnet_viz.figures import RunSeries
-from resnet_viz.models import ResNet, layer_names
+from resnet_viz.nets.models import ResNet, layer_names
 
 
 def cifar_layer_names(depth: int, **model) -> list[str]:

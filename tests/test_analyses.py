@@ -8,9 +8,9 @@ from torch import nn
 
 from resnet_viz import analyses as A
 from resnet_viz.config import ModelConfig
-from resnet_viz.data import normalize
+from resnet_viz.datasets.batches import normalize
 from resnet_viz.errors import ConfigError
-from resnet_viz.models import build_model
+from resnet_viz.nets.models import build_model
 
 N_IMAGES = 32
 

@@ -4,7 +4,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_viz.store import RunStore
+from resnet_viz.storage.store import RunStore
 
 PAGE = "pages/6_Analyses.py"
 TABS = ("1 · Response std", "2 · Branch ratio", "3 · Lesion study", "4 · Loss landscape", "5 · Shattered gradients",

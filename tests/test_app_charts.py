@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 import ui
 from figure_fixtures import cifar_layer_names
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.store import RunStore
+from resnet_viz.storage.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIEF = TrainConfig(epochs=2, subset=8000, lr=0.05, schedule="onecycle")
@@ -197,7 +197,7 @@ def test_ui_imports_what_the_pages_need_once_at_start_up():
     import sys
     code = ("import sys; sys.path.insert(0, '.'); import ui; "
             "print(all(m in sys.modules for m in ('pandas', 'pyarrow', 'torch', 'plotly.graph_objs._heatmap', "
-            "'resnet_viz.analyses', 'resnet_viz.models', 'resnet_viz.gradcam')))")
+            "'resnet_viz.analyses', 'resnet_viz.nets.models', 'resnet_viz.analyses.gradcam')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
     assert "import ui" in (ROOT / "app.py").read_text().split("st.navigation")[0]  # before any page runs

@@ -142,8 +142,8 @@ def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, kno
     """Home's button opens the Train page with that experiment's plan (steps, estimated time): nothing starts
     before the lecturer has seen it. Known speeds: nothing is timed."""
     from cifar_fixtures import write_python_batches
-    from resnet_viz.jobs import JobQueue
-    monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
+    from resnet_viz.execution.jobs import JobQueue
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", JobQueue())
     monkeypatch.setenv("RESNET_VIZ_DATA", str(write_python_batches(tmp_path / "cifar", 4, 2)))
     at = app_test("app.py", timeout=TIMEOUT).run()
     at.button(key="home_preset_fix").click().run()
@@ -151,7 +151,7 @@ def test_home_preset_opens_its_plan_on_the_train_page(tmp_path, monkeypatch, kno
     assert at.title[0].value == "Train"  # switched to the Train page
     assert list(at.dataframe[0].value["run"]) == ["resnet-20", "resnet-56"]
     assert any("Estimated total" in m.value for m in at.markdown)
-    from resnet_viz.jobs import job_queue
+    from resnet_viz.execution.jobs import job_queue
     assert not job_queue().jobs()
 
 

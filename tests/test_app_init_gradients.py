@@ -7,9 +7,9 @@ import json
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from resnet_viz import init_gradients as engine
+from resnet_viz.analyses import init_gradients as engine
 from resnet_viz.config import ModelConfig
-from resnet_viz.data import load_cifar10
+from resnet_viz.datasets.cifar10 import load_cifar10
 
 TIMEOUT = 120
 K = "keep_build_"
@@ -93,8 +93,8 @@ def test_build_page_without_data_says_so_and_draws_nothing(tmp_path, app_test):
 
 
 def test_build_page_refuses_depth_1202_with_the_reason(tmp_path, monkeypatch, data_dir, app_test):
-    import resnet_viz.summary
-    monkeypatch.setattr(resnet_viz.summary, "available_memory", lambda device: 8 * 2**30)  # any machine: a laptop's
+    import resnet_viz.nets.summary
+    monkeypatch.setattr(resnet_viz.nets.summary, "available_memory", lambda device: 8 * 2**30)  # any machine: a laptop's
     at = page(app_test, "1_Build.py", tmp_path, data_dir, depth=1202).run()
     no_exception(at)
     [refusal] = [w.value for w in at.warning]

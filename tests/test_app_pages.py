@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from resnet_viz.jobs import job_queue
-from resnet_viz.store import RunStore
+from resnet_viz.execution.jobs import job_queue
+from resnet_viz.storage.store import RunStore
 
 PAGES = ["pages/2_Train.py", "pages/3_Gradient_flow.py", "pages/4_Grad-CAM.py", "pages/5_Compare_runs.py"]
 TIMEOUT = 60
@@ -181,7 +181,7 @@ def test_train_page_missing_data_says_how_to_fix(tmp_path, app_test):
 
 
 def test_uploads_of_images_and_non_images(trained_store, data_dir, app_test):
-    from resnet_viz.gradcam import load_image
+    from resnet_viz.analyses.gradcam import load_image
     buf = io.BytesIO()
     Image.new("RGBA", (300, 200), (200, 30, 30, 128)).save(buf, "PNG")
     assert load_image(buf.getvalue()).shape == (3, 32, 32)

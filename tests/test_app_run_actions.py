@@ -5,9 +5,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cifar_fixtures import train_tiny_pair
-from resnet_viz.jobs import job_queue
-from resnet_viz.packs import pack_bytes
-from resnet_viz.store import RunStore
+from resnet_viz.execution.jobs import job_queue
+from resnet_viz.storage.packs import pack_bytes
+from resnet_viz.storage.store import RunStore
 
 PAGE = "pages/5_Compare_runs.py"
 TIMEOUT = 60
@@ -78,7 +78,7 @@ def test_import_box_refuses_a_pack_that_inflates_and_says_when_the_disk_is_full(
     import zipfile
 
     from disk_faults import CountingFile
-    from resnet_viz import packs
+    from resnet_viz.storage import packs
     runs = tmp_path / "runs"
     at = app_test(PAGE, runs, data_dir).run()
     buf = io.BytesIO()  # the pack, its first checkpoint followed by 32 MB of zeros (a ~100 kB upload)

@@ -20,16 +20,17 @@ import pytest
 import torch
 
 from cifar_fixtures import write_python_batches
-from resnet_viz import store as store_module
+from resnet_viz.storage import store as store_module
+from resnet_viz.storage import writer as writer_module
 from resnet_viz.config import MAX_CIFAR_DEPTH, ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import load_cifar10
+from resnet_viz.datasets.cifar10 import load_cifar10
 from resnet_viz.errors import ConfigError, DataError, ImageError, RunStoreError
-from resnet_viz.gradcam import MAX_UPLOAD_BYTES, decode_cost, load_image
-from resnet_viz.jobs import JobQueue
-from resnet_viz.summary import check_fits, model_summary
-from resnet_viz.store import RunStore
-from resnet_viz.metric_log import check_recording_fits
-from resnet_viz.training import train
+from resnet_viz.analyses.gradcam import MAX_UPLOAD_BYTES, decode_cost, load_image
+from resnet_viz.execution.jobs import JobQueue
+from resnet_viz.nets.summary import check_fits, model_summary
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.metric_log import check_recording_fits
+from resnet_viz.training.train_one import train
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["stem.conv", "stage1.block1.conv1", "fc"]
@@ -242,7 +243,7 @@ def test_a_run_written_elsewhere_is_interrupted_once_its_heartbeat_stops(tmp_pat
 
 
 def test_the_writer_beats_while_running_and_stops_after(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(writer_module, "HEARTBEAT_S", 0.05)
     writer = RunStore(tmp_path).create(RunConfig(model=ModelConfig(depth=8)))
     status = writer.path / "status.json"
     first = json.loads(status.read_text())["heartbeat"]
@@ -388,7 +389,7 @@ def test_a_large_sixteen_bit_rgba_png_decodes_within_its_estimate(tmp_path):
     row = b"\x00" + np.random.default_rng(0).integers(0, 65535, width * 4).astype(">u2").tobytes()
     path = tmp_path / "big16.png"
     path.write_bytes(png_header(width, height, 16, 6, row * height))
-    script = ("import resource, sys, torch\nfrom resnet_viz.gradcam import load_image\n"
+    script = ("import resource, sys, torch\nfrom resnet_viz.analyses.gradcam import load_image\n"
               "raw = open(sys.argv[1], 'rb').read()\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
               "assert load_image(raw).shape == (3, 32, 32)\n"

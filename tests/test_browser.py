@@ -172,7 +172,7 @@ def assert_within(box: dict | None, width: int, height: int | None, what: str) -
 def assert_lecture_ready(pg, path: str, mode: str) -> None:
     """What a lecture needs of a page in a window of SCREENS[mode]: every one-click experiment on Home's first
     screen, every experiment pill on Train and every tab of any page within the width."""
-    from resnet_viz.presets import PRESETS
+    from resnet_viz.lecture.presets import PRESETS
     width, height = SCREENS[mode]
     if path == "":
         buttons = pg.get_by_role("button", name=re.compile("Plan and train")).all()

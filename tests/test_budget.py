@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from resnet_viz import budget
+from resnet_viz.training import budget
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import ConfigError
 
@@ -108,7 +108,7 @@ def test_device_check_runs_at_tiny_sizes_on_a_cpu(tmp_path):
 
 
 def test_cli_preset_lists_and_plans(known_speeds, capsys):
-    from resnet_viz.cli import main
+    from resnet_viz.commands.cli import main
     assert main(["preset", "--list"]) == 0
     listed = capsys.readouterr().out
     assert "degradation" in listed and "plain-56" in listed and "no-bn" in listed

@@ -118,7 +118,7 @@ def test_summary_prints_the_seed_articles_resnet50():
 
 def test_a_trained_imagenet_net_keeps_the_cifar10_head():
     """Training reads CIFAR-10, so a run's head has its ten classes whatever the family."""
-    from resnet_viz.cli import _model_config, build_parser
+    from resnet_viz.commands.cli import _model_config, build_parser
     args = build_parser().parse_args(["train", "--family", "imagenet", "--depth", "18", "--stem", "cifar"])
     assert _model_config(args, args.arch, args.depth).num_classes == 10
     args = build_parser().parse_args(["summary", "--family", "imagenet", "--depth", "18"])
@@ -126,7 +126,7 @@ def test_a_trained_imagenet_net_keeps_the_cifar10_head():
 
 
 def test_brief_runs_default_to_one_cycle_and_say_so(capsys):
-    from resnet_viz.cli import _train_config, build_parser
+    from resnet_viz.commands.cli import _train_config, build_parser
     parse = build_parser().parse_args
     brief = _train_config(parse(["train", "--arch", "residual", "--depth", "56", "--epochs", "2", "--subset", "10000"]))
     assert (brief.schedule, brief.lr) == ("onecycle", 0.05)
@@ -174,7 +174,7 @@ def test_export_to_a_folder_or_a_missing_folder(python_batches, tmp_path, env):
 def test_a_bad_run_hides_only_itself_in_list_and_export(tmp_path):
     """9.2: valid JSON of the wrong shape in one run folder."""
     from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-    from resnet_viz.store import RunStore
+    from resnet_viz.storage.store import RunStore
     runs = tmp_path / "runs"
     store = RunStore(runs)
     ids = []
@@ -208,7 +208,7 @@ def test_a_bad_run_hides_only_itself_in_list_and_export(tmp_path):
 
 def test_delete_without_a_terminal_deletes_nothing(python_batches, tmp_path, env):
     from resnet_viz.config import ModelConfig, RunConfig
-    from resnet_viz.store import RunStore
+    from resnet_viz.storage.store import RunStore
     writer = RunStore(tmp_path).create(RunConfig(model=ModelConfig(depth=8)))
     writer.set_status("finished")
     out = subprocess.run([sys.executable, "-m", "resnet_viz", "--runs", str(tmp_path), "delete", writer.id],

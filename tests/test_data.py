@@ -14,9 +14,11 @@ import torchvision
 from PIL import Image
 
 from cifar_fixtures import CLASSES, image_folder_order, make_images, write_image_folder, write_python_batches
-from resnet_viz import data as data_module
-from resnet_viz.data import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, augment_batch,
-                             default_data_dir, load_cifar10, normalize, stratified_subset)
+from resnet_viz.datasets import batches as batches_module
+from resnet_viz.datasets import cifar10 as data_module
+from resnet_viz.datasets.cifar10 import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, Cifar10Tensors, default_data_dir,
+                                         load_cifar10)
+from resnet_viz.datasets.batches import augment_batch, normalize, stratified_subset
 from resnet_viz.errors import DataError
 
 
@@ -349,11 +351,11 @@ def test_unreadable_folder_is_a_data_error(tmp_path):
 
 def test_sample_images_is_seeded_and_respects_the_class():
     labels = torch.arange(100) % 10
-    a = data_module.sample_images(labels, 4, seed=7)
+    a = batches_module.sample_images(labels, 4, seed=7)
     assert len(a) == 4 and len(set(a.tolist())) == 4
-    assert torch.equal(a, data_module.sample_images(labels, 4, seed=7))
-    assert not torch.equal(a, data_module.sample_images(labels, 4, seed=8))
-    cats = data_module.sample_images(labels, 5, seed=0, label=3)
+    assert torch.equal(a, batches_module.sample_images(labels, 4, seed=7))
+    assert not torch.equal(a, batches_module.sample_images(labels, 4, seed=8))
+    cats = batches_module.sample_images(labels, 5, seed=0, label=3)
     assert (labels[cats] == 3).all() and len(cats) == 5
-    assert sorted(data_module.sample_images(labels, 50, seed=0, label=3).tolist()) == list(range(3, 100, 10))
-    assert len(data_module.sample_images(labels, 3, seed=0, label=11)) == 0  # no such class: nothing to draw
+    assert sorted(batches_module.sample_images(labels, 50, seed=0, label=3).tolist()) == list(range(3, 100, 10))
+    assert len(batches_module.sample_images(labels, 3, seed=0, label=11)) == 0  # no such class: nothing to draw

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from cifar_fixtures import write_python_batches
-from resnet_viz.cli import main
+from resnet_viz.commands.cli import main
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.ray_executor import KILLED, RAY_MISSING
-from resnet_viz.store import RunStore
+from resnet_viz.execution.ray_cluster import KILLED, RAY_MISSING
+from resnet_viz.storage.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--width", "0.25", "--batch-size", "32", "--eval-images", "20", "--device", "cpu"]
@@ -59,7 +59,7 @@ def test_ray_executor_without_ray_is_one_sentence(data_dir, tmp_path, monkeypatc
     assert code == 2 and capsys.readouterr().err.strip() == f"error: {RAY_MISSING}"
     assert not (tmp_path / "runs").exists()
 
-    from resnet_viz.jobs import JobQueue
+    from resnet_viz.execution.jobs import JobQueue
     queue = JobQueue(executor="ray")
     [job] = queue.submit([tiny(data_dir, "no ray", 2)], owner="me", runs_dir=str(tmp_path / "runs"))
     assert queue.wait(60)
@@ -71,7 +71,7 @@ def test_executor_choices_are_checked(data_dir, tmp_path, capsys):
     assert main(["--data", str(data_dir), "train", "--depth", "8", "--ray-address", "10.0.0.1:6379", *TINY]) == 2
     assert "--ray-address needs --executor ray" in capsys.readouterr().err
     from resnet_viz.errors import ConfigError
-    from resnet_viz.jobs import JobQueue
+    from resnet_viz.execution.jobs import JobQueue
     with pytest.raises(ConfigError, match="RESNET_VIZ_EXECUTOR"):
         JobQueue(executor="slurm").submit([tiny(data_dir, "x", 1)], owner="me")
 
@@ -91,7 +91,7 @@ def ray_cluster(tmp_path_factory):
 
     @ray.remote(num_cpus=1)
     def warm_up():  # start both workers and import torch there, so the tests' runs start together
-        import resnet_viz.trainer  # noqa: F401
+        import resnet_viz.training.trainer  # noqa: F401
         return os.getpid()
 
     assert len(set(ray.get([warm_up.remote(), warm_up.remote()]))) == 2
@@ -105,7 +105,7 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executor(ray_cluster):
-    from resnet_viz.ray_executor import RayExecutor
+    from resnet_viz.execution.ray_cluster import RayExecutor
     return RayExecutor()
 
 
@@ -167,7 +167,7 @@ def test_stop_cancels_what_has_not_started_and_stops_the_rest(executor, data_dir
 def test_the_apps_queue_hands_jobs_to_the_cluster(ray_cluster, data_dir, tmp_path):
     import time
 
-    from resnet_viz.jobs import JobQueue
+    from resnet_viz.execution.jobs import JobQueue
     queue = JobQueue(executor="ray")
     runs = str(tmp_path / "runs")
     endless, short = queue.submit([tiny(data_dir, "endless", 100_000), tiny(data_dir, "short", 10)], owner="me",
@@ -200,6 +200,6 @@ def test_cli_sweep_on_a_cluster_by_address(ray_cluster, data_dir, tmp_path):
 
 def test_a_run_asks_for_at_least_one_cpu(ray_cluster):
     from resnet_viz.errors import ConfigError
-    from resnet_viz.ray_executor import RayExecutor
+    from resnet_viz.execution.ray_cluster import RayExecutor
     with pytest.raises(ConfigError, match="whole number of CPUs"):
         RayExecutor(cpus_per_run=0)

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from cifar_fixtures import make_images
-from resnet_viz.checkpoint import TRAINING_STATE_PREFIX, read_checkpoint
+from resnet_viz.training.checkpoint import TRAINING_STATE_PREFIX, read_checkpoint
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import Cifar10Tensors
+from resnet_viz.datasets.cifar10 import Cifar10Tensors
 from resnet_viz.errors import ConfigError, RunStoreError
-from resnet_viz.extend import LOCK_FILE, extend_run, prepare_extension
-from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
+from resnet_viz.training.extend import LOCK_FILE, extend_run, prepare_extension
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.trainer import Trainer
 
 BATCH = 16
 N_TRAIN = 120  # 7 steps per epoch: the last 8 images of each epoch's order are dropped

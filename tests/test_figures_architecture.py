@@ -4,8 +4,8 @@ import pytest
 
 from resnet_viz import figures
 from resnet_viz.config import ModelConfig
-from resnet_viz.models import ResNet, shortcut_kind
-from resnet_viz.summary import model_summary
+from resnet_viz.nets.models import ResNet, shortcut_kind
+from resnet_viz.nets.summary import model_summary
 
 
 def diagram(cfg: ModelConfig, *args) -> go.Figure:

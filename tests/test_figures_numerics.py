@@ -33,7 +33,7 @@ def test_lr_drops_are_found():
     assert figures.lr_drop_steps({"step": np.arange(3), "lr": np.full(3, 0.1)}) == []
     # the smooth tail of a one-cycle schedule (consecutive ratios > 2 near zero) is not a drop
     from resnet_viz.config import TrainConfig
-    from resnet_viz.trainer import lr_at
+    from resnet_viz.training.trainer import lr_at
     cfg = TrainConfig(lr=0.05, schedule="onecycle")
     one_cycle = np.array([lr_at(i, 124, cfg) for i in range(124)])
     assert figures.lr_drop_steps({"step": np.arange(124), "lr": one_cycle}) == []

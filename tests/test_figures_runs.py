@@ -11,7 +11,7 @@ from resnet_viz import figures
 from resnet_viz.config import ModelConfig, RunConfig
 from resnet_viz.figures import AnalysisSeries, RunSeries
 from resnet_viz.figures.runs import as_analysis_series, as_runs
-from resnet_viz.store import Run, RunStore
+from resnet_viz.storage.store import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,14 +13,17 @@ import torch
 
 from cifar_fixtures import write_image_folder
 from disk_faults import NO_SPACE, FullDisk
-from resnet_viz import budget, cli, store as store_module, trainer as trainer_module
+from resnet_viz.training import budget, trainer as trainer_module
+from resnet_viz.commands import cli
+from resnet_viz.storage import store as store_module
+from resnet_viz.storage import writer as writer_module
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import load_cifar10
+from resnet_viz.datasets.cifar10 import load_cifar10
 from resnet_viz.errors import RunStoreError, StorageError
-from resnet_viz.extend import extend_run
-from resnet_viz.files import storage_error
-from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
+from resnet_viz.training.extend import extend_run
+from resnet_viz.storage.files import storage_error
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -151,7 +154,7 @@ def test_export_onto_a_full_disk_keeps_the_earlier_file(tmp_path, trained_store,
 
 
 def test_the_heartbeat_outlasts_a_full_disk_and_stops_with_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "HEARTBEAT_S", 0.02)
+    monkeypatch.setattr(writer_module, "HEARTBEAT_S", 0.02)
     writer = RunStore(tmp_path / "runs").create(tiny_config())
     beating = [t for t in threading.enumerate() if t.name == f"heartbeat-{writer.id}"]
     disk = FullDisk(monkeypatch)

@@ -14,10 +14,10 @@ from PIL import Image
 from torch import nn
 
 from resnet_viz.config import ModelConfig
-from resnet_viz.data import normalize
+from resnet_viz.datasets.batches import normalize
 from resnet_viz.errors import ConfigError, ImageError
-from resnet_viz.gradcam import GradCamResult, default_target, gradcam, gradcam_targets, overlay
-from resnet_viz.models import build_model
+from resnet_viz.analyses.gradcam import GradCamResult, default_target, gradcam, gradcam_targets, overlay
+from resnet_viz.nets.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_bad_image_tensors():
 
 def test_import_needs_neither_captum_nor_streamlit():
     code = ("import sys; sys.modules['captum'] = None; sys.modules['captum.attr'] = None\n"
-            "import resnet_viz.gradcam as g\n"
+            "import resnet_viz.analyses.gradcam as g\n"
             "assert not {'streamlit', 'plotly', 'matplotlib'} & set(sys.modules)\n"
             "assert g.load_image(open(sys.argv[1], 'rb').read()).shape == (3, 32, 32)")
     buf = io.BytesIO()

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_viz import init_gradients as ig
+from resnet_viz.analyses import init_gradients as ig
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import ConfigError
-from resnet_viz.trainer import Trainer
+from resnet_viz.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_bad_settings_are_refused_with_a_sentence(tiny_data, monkeypatch):
         ig.init_gradients(ModelConfig(**TINY), tiny_data, seeds=())
     with pytest.raises(ConfigError, match="6n"):
         ig.init_gradients(ModelConfig(depth=9), tiny_data)
-    import resnet_viz.summary as summary
+    import resnet_viz.nets.summary as summary
     monkeypatch.setattr(ig, "_PACE", {})  # only the prior: what this machine does when nothing else runs
     monkeypatch.setattr(summary, "available_memory", lambda device: 2**40)
     assert ig.check_feasible(ModelConfig(depth=56)).seconds_first_seed <= ig.MAX_SECONDS

@@ -1,4 +1,4 @@
-"""The image loader behind Grad-CAM's uploads (`resnet_viz.gradcam.load_image`): every mode, size and source, and
+"""The image loader behind Grad-CAM's uploads (`resnet_viz.analyses.gradcam.load_image`): every mode, size and source, and
 every way a file can fail to be an image."""
 import io
 import warnings
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from resnet_viz.errors import ImageError
-from resnet_viz.gradcam import load_image
+from resnet_viz.analyses.gradcam import load_image
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

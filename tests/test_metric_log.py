@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from resnet_viz.metric_log import DeviceMetricLog, MetricArrays
+from resnet_viz.training.metric_log import DeviceMetricLog, MetricArrays
 
 TOTAL, LAYERS, WINDOW = 10, 3, 4
 

@@ -7,9 +7,9 @@ from torch import nn
 
 from resnet_viz.config import PAPER_TABLE6_PARAMS_M, ModelConfig
 from resnet_viz.errors import ConfigError
-from resnet_viz.models import (BasicBlock, Bottleneck, ProjectionShortcut, ResNet, ZeroPadShortcut, build_model,
+from resnet_viz.nets.models import (BasicBlock, Bottleneck, ProjectionShortcut, ResNet, ZeroPadShortcut, build_model,
                                count_parameters, layer_names, weight_layers)
-from resnet_viz.summary import check_fits, model_summary
+from resnet_viz.nets.summary import check_fits, model_summary
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.py

@@ -16,11 +16,11 @@ import torch
 
 from cifar_fixtures import make_images
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import Cifar10Tensors
+from resnet_viz.datasets.cifar10 import Cifar10Tensors
 from resnet_viz.errors import PackError, RunStoreError
-from resnet_viz.packs import MANIFEST, PackLimits, pack_bytes, pack_runs, unpack
-from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer
+from resnet_viz.storage.packs import MANIFEST, PackLimits, pack_bytes, pack_runs, unpack
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +203,7 @@ def understate_size(pack: bytes, name: str, size: int = 1000) -> bytes:
 
 
 def test_a_member_is_capped_while_it_is_read(good_pack):
-    from resnet_viz.packs import _read_member
+    from resnet_viz.storage.packs import _read_member
     with zipfile.ZipFile(io.BytesIO(good_pack)) as z:
         info = next(i for i in z.infolist() if i.filename.endswith("checkpoint.safetensors"))
         with pytest.raises(PackError, match="grows past 1,000 bytes"):
@@ -273,7 +273,7 @@ def test_cli_pack_and_unpack(source, tmp_path):
 def written(monkeypatch):
     """The bytes unpacking writes through the files it opens: {"bytes": n}; set "fail_after" for a full disk."""
     from disk_faults import CountingFile
-    from resnet_viz import packs
+    from resnet_viz.storage import packs
     counts = {"bytes": 0}
 
     def counting_open(path, mode="r", *args, **kwargs):
@@ -351,7 +351,7 @@ def test_a_pack_that_inflates_is_refused_before_it_is_written(good_pack, tmp_pat
 
 def test_caps_follow_the_runs_config(source):
     """A run's real files fit its caps with room to spare, and a larger model's caps are larger."""
-    from resnet_viz.run_sizes import checkpoint_cap, max_steps, metrics_cap
+    from resnet_viz.storage.run_sizes import checkpoint_cap, max_steps, metrics_cap
     for run in source.list():
         assert (run.path / "checkpoint.safetensors").stat().st_size < checkpoint_cap(run.config) < 20 << 20
         assert (run.path / "metrics.safetensors").stat().st_size < metrics_cap(run.config) < 40 << 20
@@ -373,7 +373,7 @@ def test_unpacking_onto_a_full_disk_adds_nothing(good_pack, tmp_path, written, m
 
     written.pop("fail_after")
     written["bytes"] = 0
-    from resnet_viz import packs
+    from resnet_viz.storage import packs
     monkeypatch.setattr(packs.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1 << 20})())
     with pytest.raises(StorageError, match="not enough free space") as caught:
         unpack(store, io.BytesIO(good_pack))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_viz.jobs import JobQueue
+from resnet_viz.execution.jobs import JobQueue
 from views.pages import HOME, PAGES, link_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def test_the_table_imports_without_streamlit_or_torch():
 
 @pytest.fixture(autouse=True)
 def empty_job_list(monkeypatch):
-    monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())  # the server's job list, empty: not other tests' jobs
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", JobQueue())  # the server's job list, empty: not other tests' jobs
 
 
 def ok(at: AppTest) -> AppTest:

@@ -4,9 +4,9 @@ import torch
 
 from resnet_viz.config import ModelConfig
 from resnet_viz.errors import ConfigError
-from resnet_viz.presets import (BRIEF_RUN_STEPS, PRESETS, describe_training, plan_preset, preset_by_key, preset_runs,
+from resnet_viz.lecture.presets import (BRIEF_RUN_STEPS, PRESETS, describe_training, plan_preset, preset_by_key, preset_runs,
                                 recipe_for_steps)
-from resnet_viz.trainer import lr_at
+from resnet_viz.training.trainer import lr_at
 
 
 @pytest.mark.parametrize("steps", [50, 300, 5000])
@@ -42,7 +42,7 @@ def test_unknown_preset_is_one_clear_sentence():
 
 def test_a_preset_plan_fits_the_budget(tmp_path, monkeypatch):
     """Planned on tiny stand-ins for the preset's nets (the real ones take seconds per step here)."""
-    from resnet_viz.presets import Preset
+    from resnet_viz.lecture.presets import Preset
     monkeypatch.setenv("RESNET_VIZ_CACHE", str(tmp_path))
     tiny = Preset("tiny", "tiny", "", (ModelConfig(depth=8, width=0.25, residual=False), ModelConfig(depth=8,
                                                                                                      width=0.25)))

@@ -1,4 +1,4 @@
-"""The app's runs train in a process of their own (resnet_viz.run_process): the server's interpreter is never shared
+"""The app's runs train in a process of their own (resnet_viz.execution.run_process): the server's interpreter is never shared
 with a training loop. Real child processes, tiny data."""
 import json
 import os
@@ -7,9 +7,9 @@ import threading
 import time
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.executors import RunRequest
-from resnet_viz.run_process import TrainingProcess
-from resnet_viz.store import RunStore
+from resnet_viz.execution.executors import RunRequest
+from resnet_viz.execution.run_process import TrainingProcess
+from resnet_viz.storage.store import RunStore
 
 
 def tiny(data_dir, epochs=1, **train) -> RunConfig:

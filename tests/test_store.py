@@ -12,8 +12,8 @@ import torch
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
 from resnet_viz.errors import RunStoreError
-from resnet_viz.models import build_model
-from resnet_viz.store import RunStore, metrics_to_csv, sanitize_name, slugify
+from resnet_viz.nets.models import build_model
+from resnet_viz.storage.store import RunStore, metrics_to_csv, sanitize_name, slugify
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["stem.conv", "stage1.block1.conv1", "fc"]
@@ -87,7 +87,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
 def test_dead_writer_shows_interrupted_with_metrics_kept(tmp_path):
     store = RunStore(tmp_path)
     script = ("import numpy as np\n"
-              "from resnet_viz.store import RunStore\n"
+              "from resnet_viz.storage.store import RunStore\n"
               "from resnet_viz.config import RunConfig, ModelConfig\n"
               f"w = RunStore({str(tmp_path)!r}).create(RunConfig(model=ModelConfig(depth=8)))\n"
               "w.write_metrics({'loss': np.ones(4, np.float32)}, ['fc'])\n"

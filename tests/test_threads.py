@@ -3,8 +3,8 @@ on a busy CPU."""
 import pytest
 import torch
 
-from resnet_viz import threads
-from resnet_viz import threads as compute
+from resnet_viz.training import threads
+from resnet_viz.training import threads as compute
 
 
 def _others(monkeypatch, busy: float, cores: int = 4):

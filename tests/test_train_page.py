@@ -6,15 +6,15 @@ import threading
 import pytest
 import torch
 
-from resnet_viz import budget
+from resnet_viz.training import budget
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.jobs import JobQueue, job_queue
+from resnet_viz.execution.jobs import JobQueue, job_queue
 
 PAGE = "pages/2_Train.py"
 
 
 def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
-    monkeypatch.setattr("resnet_viz.jobs._QUEUE", JobQueue())
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", JobQueue())
     at = app_test(PAGE, tmp_path / "runs", data_dir)
     at.session_state["keep_preset"] = "degradation"
     at.session_state["keep_preset_minutes"] = 2.0
@@ -30,7 +30,7 @@ def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_d
     minutes, seconds = map(int, re.search(r"(\d+) min (\d+) s", total).groups())
     assert 100 <= 60 * minutes + seconds <= 120 and f"{steps:,} steps each" in total  # fits a 2-minute budget
     assert not job_queue().jobs()  # nothing started yet
-    from resnet_viz.presets import FIG6_MIN_STEPS
+    from resnet_viz.lecture.presets import FIG6_MIN_STEPS
     assert steps < FIG6_MIN_STEPS and any("here they take about" in w.value for w in at.warning)  # the risk, said
     at.session_state["keep_preset_minutes"] = 4.0
     at.run()
@@ -42,7 +42,7 @@ def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch, 
     """A run queued from one tab shows in a fresh session (a reload, another tab) with its place in the queue, an
     estimate and a Stop button that works there."""
     queue = JobQueue()
-    monkeypatch.setattr("resnet_viz.jobs._QUEUE", queue)
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", queue)
     release = threading.Event()
     monkeypatch.setattr(queue, "_ensure_worker", lambda: None)  # nothing trains: the jobs stay queued
     tiny = RunConfig(model=ModelConfig(depth=8, width=0.25, residual=False),
@@ -62,7 +62,7 @@ def test_jobs_belong_to_the_server_not_the_tab(tmp_path, data_dir, monkeypatch, 
 def idle_queue(monkeypatch) -> JobQueue:
     """The app's queue with its worker switched off: what Start queues stays queued, to be read back."""
     queue = JobQueue()
-    monkeypatch.setattr("resnet_viz.jobs._QUEUE", queue)
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", queue)
     monkeypatch.setattr(queue, "_ensure_worker", lambda: None)
     return queue
 
@@ -108,7 +108,7 @@ def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, mo
 def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     """After Degradation, The fix trains the same steps (and says so), whatever the minutes say; switched off, it
     plans from the minutes again."""
-    from resnet_viz.presets import plan_preset, preset_by_key
+    from resnet_viz.lecture.presets import plan_preset, preset_by_key
     queue = idle_queue(monkeypatch)
     degradation = plan_preset(preset_by_key("degradation"), 1.0, torch.device("cpu"), str(data_dir))
     queue.submit([r.config for r in degradation.runs], owner="someone", runs_dir=str(tmp_path / "runs"),

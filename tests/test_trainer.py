@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from resnet_viz.config import ModelConfig, RunConfig, TrainConfig
-from resnet_viz.data import augment_batch, normalize
+from resnet_viz.datasets.batches import augment_batch, normalize
 from resnet_viz.errors import ConfigError
-from resnet_viz.models import build_model, weight_layers
-from resnet_viz.store import RunStore
-from resnet_viz.trainer import Trainer, lr_at
+from resnet_viz.nets.models import build_model, weight_layers
+from resnet_viz.storage.store import RunStore
+from resnet_viz.training.trainer import Trainer, lr_at
 
 TINY_MODEL = ModelConfig(depth=8, width=0.5)
 
@@ -147,8 +147,8 @@ def test_branch_ratios_recorded_for_residual_nets_only(tiny_data, tmp_path):
     initialisation, the store keeps the block names, the CSV export has a column per block, and plain nets log
     nothing."""
     from resnet_viz.analyses import branch_ratio_names, branch_ratios
-    from resnet_viz.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
-    from resnet_viz.data import stratified_subset
+    from resnet_viz.training.trainer import BRANCH_PROBE_IMAGES, EVAL_SUBSET_SEED
+    from resnet_viz.datasets.batches import stratified_subset
 
     store = RunStore(tmp_path)
     result = Trainer(tiny_config(branch_ratio_every=3), data=tiny_data, store=store).run()
@@ -186,7 +186,7 @@ def test_branch_ratio_logging_off_and_bad_value(tiny_data):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_evaluate_matches_a_per_batch_computation(tiny_data, channels_last):
     """The trainer's evaluation (device sums, one host sync, ragged last batch) against the obvious loop."""
-    from resnet_viz.evaluation import evaluate
+    from resnet_viz.training.evaluation import evaluate
     torch.manual_seed(0)
     model = build_model(TINY_MODEL).train()
     if channels_last:
@@ -237,7 +237,7 @@ def test_eta_follows_the_pace_and_counts_evaluations(tiny_data):
 
 @pytest.mark.parametrize("start, total, every", [(0, 12, 4), (0, 13, 4), (5, 29, 6), (0, 7, 1), (3, 4, 10)])
 def test_evaluations_after_counts_what_evaluates_at_says(start, total, every):
-    from resnet_viz.schedule import StepPlan
+    from resnet_viz.training.schedule import StepPlan
     plan = StepPlan(batch=1, steps_per_epoch=1, total=total, eval_every=every, start=start)
     for step in range(start, total + 1):
         assert plan.evaluations_after(step) == sum(plan.evaluates_at(s) for s in range(step + 1, total + 1))

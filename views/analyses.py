@@ -15,9 +15,9 @@ from PIL import Image
 import ui
 from resnet_viz import analyses as A
 from resnet_viz import figures as AP
-from resnet_viz.data import CIFAR10_CLASSES
+from resnet_viz.datasets.cifar10 import CIFAR10_CLASSES
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.learning import learned, learning_phrase
+from resnet_viz.lecture.learning import learned, learning_phrase
 from views.analysis_selection import K, Entry, Selection, analysed, each, load_entries, names
 from views.models import budget_images, cached, random_lesion_images
 

@@ -8,9 +8,9 @@ import streamlit as st
 import torch
 
 import ui
-from resnet_viz.devices import analysis_device
+from resnet_viz.training.devices import analysis_device
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.store import Run
+from resnet_viz.storage.store import Run
 from views.models import Loaded, computed, trained_model, untrained_model
 
 K = ui.KEEP_PREFIX + "an_"  # widget keys that survive page switches

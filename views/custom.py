@@ -6,12 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from resnet_viz.budget import PROCESS_START_S, estimate_run
+from resnet_viz.training.budget import PROCESS_START_S, estimate_run
 from resnet_viz.config import CIFAR10_TRAIN_IMAGES
-from resnet_viz.devices import resolve_device
+from resnet_viz.training.devices import resolve_device
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import app_reserved_cores
-from resnet_viz.threads import threads_a_run_would_get
+from resnet_viz.execution.jobs import app_reserved_cores
+from resnet_viz.training.threads import threads_a_run_would_get
 from views.presets import fmt_duration
 
 CONFIRM_AFTER_SECONDS = 600.0
@@ -20,7 +20,7 @@ PENDING_KEY = "custom_pending"  # estimated runs waiting for "Queue anyway"
 
 def _train_images() -> int:
     """The training images the data folder holds (a smaller folder trains fewer steps per epoch)."""
-    from resnet_viz.data import load_cifar10
+    from resnet_viz.datasets.cifar10 import load_cifar10
     try:
         return len(load_cifar10(ui.data_dir(), download=False, progress=False).train_labels)
     except ResnetVizError:

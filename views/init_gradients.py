@@ -2,7 +2,7 @@
 (while the run store is empty): one real batch through a plain net and its ResNet twin at initialisation, as a
 depth profile with a band over a few seeds, the first ÷ last conv ratios and what they show.
 
-The numbers come from `resnet_viz.init_gradients` (cached there per net, seed and batch); the figure from
+The numbers come from `resnet_viz.analyses.init_gradients` (cached there per net, seed and batch); the figure from
 `figures.init_gradient_profile`."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz import init_gradients as engine
+from resnet_viz.analyses import init_gradients as engine
 from resnet_viz.config import ModelConfig
-from resnet_viz.data import load_cifar10
-from resnet_viz.devices import analysis_device
+from resnet_viz.datasets.cifar10 import load_cifar10
+from resnet_viz.training.devices import analysis_device
 from resnet_viz.errors import ConfigError, ResnetVizError
 
 SEEDS_KEY = ui.KEEP_PREFIX + "init_grad_seeds"  # shared by both pages: a choice made on one holds on the other

@@ -1,6 +1,6 @@
 """The live panel of the Train page: every queued and running job of this server, in any tab, after any reload.
 
-Jobs belong to the server's one queue (resnet_viz.jobs), not to a browser tab. The running job is on top with its
+Jobs belong to the server's one queue (resnet_viz.execution.jobs), not to a browser tab. The running job is on top with its
 progress, the time until it ends and a Stop button; queued jobs and finished ones are one line each (a finished one
 with its result), so the live run never ends up at the bottom of a long page.
 
@@ -16,8 +16,8 @@ import streamlit as st
 
 import ui
 from resnet_viz import figures
-from resnet_viz.jobs import ExecutorKind, Job, job_queue
-from resnet_viz.learning import learning_phrase
+from resnet_viz.execution.jobs import ExecutorKind, Job, job_queue
+from resnet_viz.lecture.learning import learning_phrase
 from views.presets import fmt_duration
 
 CARD_SECONDS = 2.0

@@ -16,12 +16,13 @@ from torch import nn
 
 import ui
 from resnet_viz import analyses as A
-from resnet_viz.data import load_cifar10, stratified_subset
-from resnet_viz.devices import analysis_device
-from resnet_viz.models import build_model
+from resnet_viz.datasets.cifar10 import load_cifar10
+from resnet_viz.datasets.batches import stratified_subset
+from resnet_viz.training.devices import analysis_device
+from resnet_viz.nets.models import build_model
 from resnet_viz.lru import LRUCache
-from resnet_viz.store import Run, RunStore
-from resnet_viz.threads import threads_for_analysis
+from resnet_viz.storage.store import Run, RunStore
+from resnet_viz.training.threads import threads_for_analysis
 
 
 # ---------------------------------------------------------------------------------------------- models ----

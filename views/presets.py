@@ -10,12 +10,12 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from resnet_viz.budget import PROCESS_START_S
+from resnet_viz.training.budget import PROCESS_START_S
 from resnet_viz.config import MAX_SEED, TrainConfig
-from resnet_viz.devices import resolve_device
+from resnet_viz.training.devices import resolve_device
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.jobs import ExecutorKind, app_reserved_cores, job_queue
-from resnet_viz.presets import (DEFAULT_MINUTES, FIG6_MIN_STEPS, PRESETS, describe_training, measure_nets,
+from resnet_viz.execution.jobs import ExecutorKind, app_reserved_cores, job_queue
+from resnet_viz.lecture.presets import (DEFAULT_MINUTES, FIG6_MIN_STEPS, PRESETS, describe_training, measure_nets,
                                 nets_to_measure, plan_preset, preset_by_key, steps_to_match)
 
 PRESET_KEY = ui.KEEP_PREFIX + "preset"

@@ -1,15 +1,15 @@
 """Actions on saved runs, as small self-contained boxes for the pages: train a run further, and carry runs between
-machines as lecture packs (`resnet_viz.extend`, `resnet_viz.packs`)."""
+machines as lecture packs (`resnet_viz.training.extend`, `resnet_viz.storage.packs`)."""
 from __future__ import annotations
 
 import streamlit as st
 
 import ui
 from resnet_viz.errors import ResnetVizError
-from resnet_viz.extend import epochs_text
-from resnet_viz.jobs import job_queue
-from resnet_viz.packs import pack_bytes, unpack
-from resnet_viz.store import Run
+from resnet_viz.training.extend import epochs_text
+from resnet_viz.execution.jobs import job_queue
+from resnet_viz.storage.packs import pack_bytes, unpack
+from resnet_viz.storage.store import Run
 
 IMPORT_RESULT = "import_pack_result"  # what the last import did, shown under the box
 

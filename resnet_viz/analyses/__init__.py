@@ -15,6 +15,9 @@ One module per analysis:
   * `dead_relus.dead_relus`      — per ReLU, the fraction of units that stay zero for every image.
 `common` holds what they share (input checks, the `prepared` context, evaluation, the image budget and its cost
 model); everything public is re-exported here: `from resnet_viz import analyses as A; A.response_std(model, images)`.
+Two views of single nets live here too, imported by their module and not re-exported (each pulls in what it alone
+needs): `gradcam` (where a trained net looks, for the Grad-CAM page) and `init_gradients` (every layer's gradient
+norm at step 0, for the Build page and the `gradients` command).
 
 Conventions shared by every function:
   * images are uint8 [N,3,H,W] (normalised here with `data.normalize`), labels int64 [N]; both are moved to the

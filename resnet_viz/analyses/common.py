@@ -3,7 +3,7 @@
 Cost. A depth-56 CIFAR net costs 0.126 GMACs per image (depth 20: 0.041). On the 2-core AMD EPYC (Zen 4) VM
 (2026-11-26) one forward pass over 256 images took ~1 s with the cores to itself — and 3–10× longer while another
 process (a training run) kept both cores busy, when `torch.set_num_threads(1)` was the faster setting
-(`resnet_viz.threads`). `response_std`,
+(`resnet_viz.training.threads`). `response_std`,
 `branch_ratios` and `dead_relus` make one pass over all images (`batch_size` bounds memory only);
 `gradient_shattering` one forward + backward pass over `points` inputs. The lesion studies and the loss landscapes
 need many passes, so they evaluate a class-balanced subset (`budget_subset`: `data.stratified_subset(labels, n,
@@ -23,11 +23,11 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from ..data import normalize, stratified_subset
+from ..datasets.batches import normalize, stratified_subset
 from ..errors import ConfigError
-from ..evaluation import loss_and_error_sums
-from ..models import ResNet, _Block
-from ..summary import model_summary
+from ..training.evaluation import loss_and_error_sums
+from ..nets.models import ResNet, _Block
+from ..nets.summary import model_summary
 
 # ≈ 5–12 s per multi-pass analysis on the 2-core AMD EPYC (Zen 4) VM, one thread on a busy machine (2026-11-26)
 CPU_BUDGET_GMACS = 200.0

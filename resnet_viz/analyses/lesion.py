@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models import ProjectionShortcut, ResNet, ZeroPadShortcut, _Block
+from ..nets.models import ProjectionShortcut, ResNet, ZeroPadShortcut, _Block
 from .common import (batches, budget_subset, check_images, images_for_budget, model_device, model_inputs,
                      model_label, named_blocks, prepared, require_resnet)
 

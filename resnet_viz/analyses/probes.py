@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import _Block
+from ..nets.models import _Block
 from .common import batches, hooks_removed_after, model_device, model_inputs, named_blocks, prepared, residual_blocks
 
 

@@ -1,7 +1,7 @@
 """The architecture diagram: a model drawn as a column of boxes, input at the top, with the skip arcs of its residual
 blocks.
 
-Everything is read from the model *summary* (`resnet_viz.summary.model_summary(config)`: layer rows named like
+Everything is read from the model *summary* (`resnet_viz.nets.summary.model_summary(config)`: layer rows named like
 `stage3.res3a.conv2`, `stage2.block1.shortcut`), so no torch is needed to draw: the caller summarises the model."""
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _layout_of(summary: Mapping[str, Any]) -> dict:
         return dict(summary)
     if isinstance(summary, Mapping) and "layers" in summary:
         return architecture_layout(summary)
-    raise TypeError(f"The architecture figures take a model summary (resnet_viz.summary.model_summary(config)) or "
+    raise TypeError(f"The architecture figures take a model summary (resnet_viz.nets.summary.model_summary(config)) or "
                     f"its architecture_layout(), not {type(summary).__name__}.")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..learning import learned, learning_phrase
+from ..lecture.learning import learned, learning_phrase
 from .numerics import (MAX_HEATMAP_COLUMNS, downsample_log_columns, ema, first_last_ratio, last_conv_index,
                        log10_safe, log_ticks, metric_array, thin_indices)
 from .runs import RunSeries, as_runs
@@ -185,7 +185,7 @@ def gradient_flow_finding(grad_norms: Any, layer_names: Sequence[str] | None, lo
     Keys: start_step and ratio_start (first layer ÷ last conv at the first row with a finite ratio), end_steps
     (first and last step of the last 10% of rows) and ratio_end (the median over them), trend ("fades" below 0.1,
     "grows" above 10, else "even"), stuck and sentence. stuck: the net has not learned by the app's one rule
-    (resnet_viz.learning: final training error above 80%) when `train_error` (the last evaluation's, a fraction) is
+    (resnet_viz.lecture.learning: final training error above 80%) when `train_error` (the last evaluation's, a fraction) is
     given; without it, the last 10% of training losses averaging within 2% of ln 10 (chance for 10 classes)."""
     ratio = first_last_ratio(grad_norms, layer_names)
     steps = np.arange(len(ratio)) if steps is None else np.asarray(steps)

@@ -1,4 +1,4 @@
-"""The step-0 gradient profile of a plain net and its ResNet twin (`resnet_viz.init_gradients` computes it): every
+"""The step-0 gradient profile of a plain net and its ResNet twin (`resnet_viz.analyses.init_gradients` computes it): every
 weight layer's gradient norm against depth on one log scale, the seeds' min–max as a band around their median, the
 first ÷ last conv ratio of each net in the legend — and `init_gradient_finding`, what those numbers show in one
 sentence."""
@@ -23,7 +23,7 @@ BAND_OPACITY = 0.2
 
 
 class InitNet(Protocol):
-    """One net's step-0 gradient norms; `resnet_viz.init_gradients.NetGradients` is one."""
+    """One net's step-0 gradient norms; `resnet_viz.analyses.init_gradients.NetGradients` is one."""
 
     label: str
     residual: bool

@@ -1,4 +1,4 @@
-"""A model's summary in numbers: the rows and headline totals of `resnet_viz.summary.model_summary`, as a table.
+"""A model's summary in numbers: the rows and headline totals of `resnet_viz.nets.summary.model_summary`, as a table.
 
 The summary dict comes in; torch is never imported here (the caller computed the summary)."""
 from __future__ import annotations
