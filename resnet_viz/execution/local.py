@@ -56,11 +56,17 @@ class LocalExecutor(Executor):
         with self._lock:
             return {k: dataclasses.replace(s) for k, s in self._states.items()}
 
+    def _cancel_if_waiting(self, key: int) -> bool:
+        """A run not started yet is simply taken off the list (the caller holds the lock)."""
+        if key not in self._waiting:
+            return False
+        self._waiting.remove(key)
+        self._end(key, "cancelled", CANCELLED)
+        return True
+
     def stop(self, key: int) -> None:
         with self._lock:
-            if key in self._waiting:
-                self._waiting.remove(key)
-                self._end(key, "cancelled", CANCELLED)
+            if self._cancel_if_waiting(key):
                 return
             if key in self._stops:
                 self._stops[key].set()
@@ -70,9 +76,7 @@ class LocalExecutor(Executor):
 
     def abort(self, key: int) -> None:
         with self._lock:
-            if key in self._waiting:
-                self._waiting.remove(key)
-                self._end(key, "cancelled", CANCELLED)
+            if self._cancel_if_waiting(key):
                 return
             if key != self._current:
                 return
