@@ -7,8 +7,9 @@ with its result), so the live run never ends up at the bottom of a long page.
 Watching must be cheap — a tab that redraws charts takes CPU from the run it watches, and on a laptop that projects its
 own browser that CPU is the training's: the cards refresh every CARD_SECONDS (text only), the charts every
 CHART_SECONDS, and only the running job has charts. Almost all of a watching tab's cost is the browser redrawing plotly
-charts (benchmarks/README.md, "The cost of watching"): with charts every 2 s one tab cost plain-56 17% of its steps
-on the 2-core AMD EPYC (Zen 4) VM, with charts every 5 s and cards every 2 s 5% (2026-12-07).
+charts (benchmarks/README.md): on a 2-core AMD EPYC (Zen 4) VM with Chromium on the same machine, charts every 2 s
+cost plain-56 17% of its steps with one tab watching and 39% with three; charts every 6 s and cards every 3 s cost
+6% and 15% (2026-12-07).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from resnet_viz.execution.jobs import ExecutorKind, Job, job_queue
 from resnet_viz.lecture.learning import learning_phrase
 from views.presets import fmt_duration
 
-CARD_SECONDS = 2.0
-CHART_SECONDS = 5.0
+CARD_SECONDS = 3.0
+CHART_SECONDS = 6.0
 SLOWER_NOTE = 1.15  # a run this much slower than its plan says so on its card
 
 # Material icons ship with Streamlit; emoji need a colour-emoji font that many machines lack.
