@@ -18,6 +18,17 @@ def tiny(data_dir, epochs=1, **train) -> RunConfig:
                      data_dir=str(data_dir))
 
 
+def once_training(action, from_step: int = 0):
+    """A state callback that does `action` once, at the first live state at or past `from_step`."""
+    done = threading.Event()
+
+    def on_state(state):
+        if state.progress is not None and state.progress.step >= from_step and not done.is_set():
+            done.set()
+            action()
+    return on_state
+
+
 def test_a_run_trains_in_its_own_process_and_reports_live(tmp_path, data_dir):
     runs = tmp_path / "runs"
     process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=2)), str(runs))
@@ -36,11 +47,7 @@ def test_a_run_trains_in_its_own_process_and_reports_live(tmp_path, data_dir):
 def test_stop_ends_the_run_after_its_step_and_keeps_it(tmp_path, data_dir):
     runs = tmp_path / "runs"
     process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=200)), str(runs))
-
-    def stop_once_training(state):
-        if state.progress is not None and state.progress.step >= 2:
-            process.stop()
-    final = process.follow(stop_once_training)
+    final = process.follow(once_training(process.stop, from_step=2))
     assert final.state == "stopped" and 2 <= final.steps < 1400
     [run] = RunStore(runs).list()
     assert run.state == "stopped" and run.has_checkpoint
@@ -49,13 +56,7 @@ def test_stop_ends_the_run_after_its_step_and_keeps_it(tmp_path, data_dir):
 def test_a_killed_training_process_leaves_its_run_interrupted(tmp_path, data_dir):
     runs = tmp_path / "runs"
     process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=500)), str(runs))
-    killed = threading.Event()
-
-    def kill_once_training(state):
-        if state.progress is not None and not killed.is_set():
-            killed.set()
-            os.kill(process.pid, signal.SIGKILL)
-    final = process.follow(kill_once_training)
+    final = process.follow(once_training(lambda: os.kill(process.pid, signal.SIGKILL)))
     assert final.state == "interrupted" and "killed" in final.message
     status = json.loads((runs / final.run_id / "status.json").read_text())
     assert status["status"] == "interrupted"
@@ -66,12 +67,6 @@ def test_the_server_going_away_stops_the_run(tmp_path, data_dir):
     than train on for nobody."""
     runs = tmp_path / "runs"
     process = TrainingProcess(1, RunRequest(tiny(data_dir, epochs=500)), str(runs))
-    started = threading.Event()
-
-    def close_once_training(state):
-        if state.progress is not None and not started.is_set():
-            started.set()
-            process._proc.stdin.close()
     t0 = time.time()
-    final = process.follow(close_once_training)
+    final = process.follow(once_training(process._proc.stdin.close))
     assert final.state == "stopped" and time.time() - t0 < 60

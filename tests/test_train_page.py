@@ -13,13 +13,20 @@ from resnet_viz.execution.jobs import JobQueue, job_queue
 PAGE = "pages/2_Train.py"
 
 
-def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
-    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", JobQueue())
+def planner_page(app_test, tmp_path, data_dir, preset: str, minutes: float | None = None):
+    """The Train page opened with `preset` picked (and `minutes` typed), its plan drawn without an error."""
     at = app_test(PAGE, tmp_path / "runs", data_dir)
-    at.session_state["keep_preset"] = "degradation"
-    at.session_state["keep_preset_minutes"] = 2.0
+    at.session_state["keep_preset"] = preset
+    if minutes is not None:
+        at.session_state["keep_preset_minutes"] = minutes
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_plan_is_shown_before_anything_starts(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
+    monkeypatch.setattr("resnet_viz.execution.jobs._QUEUE", JobQueue())
+    at = planner_page(app_test, tmp_path, data_dir, "degradation", minutes=2.0)
     table = at.dataframe[0].value
     steps = budget.plan_runs([RunConfig(model=ModelConfig(depth=d, residual=False), train=TrainConfig(
         batch_size=128, eval_images=500, precision="bf16")) for d in (20, 56)], 2.0, torch.device("cpu"),
@@ -73,11 +80,7 @@ def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, 
     from conftest import machine_load
     queue = idle_queue(monkeypatch)
     machine_load(monkeypatch, 0.0)
-    at = app_test(PAGE, tmp_path / "runs", data_dir)
-    at.session_state["keep_preset"] = "degradation"
-    at.session_state["keep_preset_minutes"] = 3.0
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = planner_page(app_test, tmp_path, data_dir, "degradation", minutes=3.0)
     shown = at.dataframe[0].value
     total = next(m.value for m in at.markdown if "Estimated total" in m.value)
     threads = int(re.search(r"(\d+) CPU threads?", total).group(1))
@@ -94,9 +97,7 @@ def test_start_queues_the_plan_that_was_shown(known_speeds, tmp_path, data_dir, 
 def test_another_seed_is_planned_and_queued(known_speeds, tmp_path, data_dir, monkeypatch, app_test):
     """The Seed field makes the plan again for that seed, the plan says it, and Start queues it for every net."""
     queue = idle_queue(monkeypatch)
-    at = app_test(PAGE, tmp_path / "runs", data_dir)
-    at.session_state["keep_preset"] = "degradation"
-    at.run()
+    at = planner_page(app_test, tmp_path, data_dir, "degradation")
     assert not any("seed" in m.value for m in at.markdown if "Estimated total" in m.value)  # seed 0 goes unsaid
     at.number_input(key="keep_preset_seed").set_value(2).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -113,11 +114,7 @@ def test_the_fix_matches_the_degradation_runs(known_speeds, tmp_path, data_dir, 
     degradation = plan_preset(preset_by_key("degradation"), 1.0, torch.device("cpu"), str(data_dir))
     queue.submit([r.config for r in degradation.runs], owner="someone", runs_dir=str(tmp_path / "runs"),
                  plans=degradation.runs)
-    at = app_test(PAGE, tmp_path / "runs", data_dir)
-    at.session_state["keep_preset"] = "fix"
-    at.session_state["keep_preset_minutes"] = 5.0
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = planner_page(app_test, tmp_path, data_dir, "fix", minutes=5.0)
     assert list(at.dataframe[0].value["steps"]) == [degradation.steps] * 2
     assert any(f"matching your Degradation runs" in m.value for m in at.markdown)
     at.toggle(key="keep_preset_match").set_value(False).run()

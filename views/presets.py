@@ -109,8 +109,7 @@ def preset_planner() -> None:
             return
         try:
             plan = plan_preset(preset, wanted[1], device, ui.data_dir(), base=TrainConfig(seed=int(seed)),
-                               reserve=reserve, steps=wanted[2],
-                               run_overhead=PROCESS_START_S if queue.executor is ExecutorKind.LOCAL else 0.0)
+                               reserve=reserve, steps=wanted[2], run_overhead=_run_overhead(queue.executor))
         except ResnetVizError as e:
             st.error(str(e))
             return
@@ -129,6 +128,11 @@ def preset_planner() -> None:
             st.toast(f"Queued {len(plan.runs)} runs: about {fmt_duration(plan.total_seconds)} in all.")
 
 
+def _run_overhead(executor: ExecutorKind) -> float:
+    """Seconds each run costs beyond its steps that the plan must count: the local queue starts a process per run."""
+    return PROCESS_START_S if executor is ExecutorKind.LOCAL else 0.0
+
+
 def _show_plan(plan, match) -> None:
     train = plan.runs[0].config.train
     rows = [{"run": r.config.model.name, "steps": r.steps, "precision": r.speed.precision,
@@ -136,10 +140,10 @@ def _show_plan(plan, match) -> None:
             for r in plan.runs]
     st.dataframe(rows, hide_index=True, width="stretch")
     threads = f", {plan.threads} CPU thread{'s' if plan.threads != 1 else ''}" if plan.threads else ""
+    seed = f", seed {train.seed}" if train.seed else ""
     matched = f" (matching your {match[0]} runs)" if match else ""
-    threads += f", seed {train.seed}" if train.seed else ""
     st.markdown(f"**Estimated total: {fmt_duration(plan.total_seconds)}** for {len(plan.runs)} runs of "
-                f"{plan.steps:,} steps each{matched} — {describe_training(train)}{threads}.")
+                f"{plan.steps:,} steps each{matched} — {describe_training(train)}{threads}{seed}.")
 
 
 def _warn_if_too_short(preset, plan, device, reserve: int, executor: ExecutorKind) -> None:
@@ -150,7 +154,7 @@ def _warn_if_too_short(preset, plan, device, reserve: int, executor: ExecutorKin
     memo = st.session_state.get("preset_enough")
     if memo is None or memo[0] is not plan:  # once per plan: planning samples the CPU load
         memo = (plan, plan_preset(preset, None, device, ui.data_dir(), reserve=reserve, steps=FIG6_MIN_STEPS,
-                                  run_overhead=PROCESS_START_S if executor is ExecutorKind.LOCAL else 0.0))
+                                  run_overhead=_run_overhead(executor)))
         st.session_state["preset_enough"] = memo
     enough = memo[1]
     st.warning(f"Under {FIG6_MIN_STEPS:,} steps a deep plain net may still sit near chance when the time is up (it "
